@@ -1,0 +1,1 @@
+"""TWM core library."""

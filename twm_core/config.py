@@ -72,6 +72,7 @@ REFERENCE: dict[str, dict[str, Any]] = {
         "channels": 48,  # §2.3 obs_channels (base width h)
         "mlp_dims": (512, 512),  # §4.1 encoder MLP 1536→512→512→1024
         "dropout": 0.0,  # §2.3 obs_dropout
+        "decoder_init": "torch_default",  # quirk (nets.py:97): init_ skips ConvTranspose2d, see ObsModelConfig
         "lr": 1e-4,  # §2.3 obs_lr
         "weight_decay": 1e-6,  # §2.3 obs_wd
         "eps": 1e-5,  # §2.3 obs_eps
@@ -214,6 +215,12 @@ class ObsModelConfig:
     """Hidden sizes of the encoder MLP between the CNN features and the z logits."""
     dropout: float = 0.0
     """Dropout in the encoder MLP and the decoder's first layer."""
+    decoder_init: str = "torch_default"
+    """Init of the decoder's transposed convolutions. Quirk found in the reference code: its `init_` only touches
+    `nn.Linear` and `nn.Conv2d`, and `ConvTranspose2d` is neither, so those layers keep PyTorch's default init and the
+    intended final bias of 0.5 is never applied ('torch_default', what produced the published numbers).
+    'kaiming' applies what method.md §4.1 describes: kaiming-uniform with the ReLU gain, linear gain on the last
+    layer, final bias 0.5."""
     lr: float = 1e-4
     weight_decay: float = 1e-6
     """Plain L2 inside Adam (not AdamW), as in the reference."""
@@ -238,6 +245,8 @@ class ObsModelConfig:
         _non_negative(self, "obs", "weight_decay", "decoder_coef", "entropy_coef", "entropy_threshold",
                       "consistency_coef")
         _check(0.0 <= self.dropout < 1.0, "obs.dropout", "must be in [0, 1)", self.dropout)
+        _check(self.decoder_init in ("torch_default", "kaiming"), "obs.decoder_init",
+               "must be 'torch_default' or 'kaiming'", self.decoder_init)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,107 @@
+"""Loss functions of the world model (paper Eqs. 3-4, method.md §5.1), pure: tensors in, `(loss, metrics)` out.
+
+Metrics are detached scalar tensors (call `.item()` only when logging, to avoid a GPU sync per step). Metric names
+follow the reference's wandb keys (method.md §6.3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+Metrics = dict[str, torch.Tensor]
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def gaussian_nll(mean: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log N(target; mean, 1), elementwise (the constant included, as torch.distributions.Normal)."""
+    return 0.5 * (target - mean) ** 2 + HALF_LOG_2PI
+
+
+def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of independent categoricals summed over them.
+
+    Shapes: (..., C, K) -> (...)
+    """
+    log_probs = logits.log_softmax(-1)
+    return -(log_probs.exp() * log_probs).sum(-1).sum(-1)
+
+
+def decoder_loss(recon: torch.Tensor, obs: torch.Tensor, coef: float = 1.0) -> tuple[torch.Tensor, Metrics]:
+    """Unit-variance Gaussian NLL of the stacked frames, summed over pixels and averaged over (B, T).
+
+    Shapes: recon (B, T, F, 64, 64), obs (B, T, F, 64, 64) floats in [0, 1]
+    """
+    nll = gaussian_nll(recon, obs).flatten(2).sum(-1).mean()
+    loss = coef * nll
+    return loss, {"dec_loss": loss.detach(), "recon_mae": (obs - recon.detach()).abs().mean()}
+
+
+def latent_entropy_loss(logits: torch.Tensor, coef: float, threshold: float) -> tuple[torch.Tensor, Metrics]:
+    """Hinge on the normalised latent entropy: coef · relu(threshold − H(z) / (C ln K)) (α1 term of Eq. 3).
+
+    A threshold >= 1 gives plain maximisation, −coef · H(z) / (C ln K), as the reference.
+    Shapes: logits (B, T, C, K)
+    """
+    entropy = categorical_entropy(logits).mean()
+    normalized = entropy / (logits.shape[-2] * math.log(logits.shape[-1]))
+    if threshold < 1:
+        loss = coef * torch.relu(threshold - normalized)
+    else:
+        loss = -coef * normalized
+    return loss, {"z_ent": entropy.detach(), "z_norm_ent": normalized.detach(), "z_entropy_loss": loss.detach()}
+
+
+def consistency_loss(encoder_logits: torch.Tensor, predicted_probs: torch.Tensor,
+                     coef: float) -> tuple[torch.Tensor, Metrics]:
+    """α2 · H(p_ψ(ẑ_t | h_{t-1}), q_φ(z_t | o_t)): pulls the encoder towards the (detached) dynamics prediction.
+
+    Shapes: encoder_logits (B, T, C, K), predicted_probs (B, T, C, K) detached
+    """
+    cross_entropy = -(predicted_probs.detach() * encoder_logits.log_softmax(-1)).sum(-1).sum(-1)  # (B, T)
+    loss = coef * cross_entropy.mean()
+    return loss, {"enc_prior_ce": cross_entropy.detach().mean(), "enc_prior_loss": loss.detach()}
+
+
+def dynamics_loss(predicted_logits: torch.Tensor, predicted_reward: torch.Tensor, discount_logit: torch.Tensor,
+                  target_logits: torch.Tensor, target_reward: torch.Tensor, target_discount: torch.Tensor,
+                  target_weights: torch.Tensor, *, z_coef: float, reward_coef: float,
+                  discount_coef: float) -> tuple[torch.Tensor, Metrics]:
+    """Eq. 4: next-latent cross-entropy (masked after dones), reward NLL (β1) and discount NLL (β2).
+
+    The latent CE H(q_φ(z_{t+1}|o_{t+1}), p_ψ(ẑ_{t+1}|h_t)) sums over the C categoricals and is averaged with
+    `target_weights` (0 after a done, where the next observation is a reset). Reward and discount are not masked;
+    the discount target is soft: γ for non-terminal steps, 0 at terminations (truncation keeps γ).
+    Shapes: predicted_logits, target_logits (B, T, C, K); the rest (B, T)
+    """
+    log_p = predicted_logits.log_softmax(-1)
+    target_log_q = target_logits.detach().log_softmax(-1)
+    target_q = target_log_q.exp()
+    cross_entropy = -(target_q * log_p).sum(-1).sum(-1)  # (B, T)
+    # Weighted mean; the clamp only matters when every target is masked (the reference would give NaN).
+    weighted_ce = (target_weights * cross_entropy).sum() / target_weights.sum().clamp(min=1e-8)
+    z_loss = z_coef * weighted_ce
+    reward_loss = reward_coef * gaussian_nll(predicted_reward, target_reward).mean()
+    discount_nll = F.binary_cross_entropy_with_logits(discount_logit, target_discount, reduction="mean")
+    discount_loss = discount_coef * discount_nll
+    loss = z_loss + reward_loss + discount_loss
+
+    discount = torch.sigmoid(discount_logit.detach()).clamp(0, 1)
+    # z_kl as the reference logs it: mean over all elements of q·(log q − log p), clipped at 0. Not optimised.
+    z_kl = torch.relu((target_q * (target_log_q - log_p.detach())).mean())
+    metrics = {
+        "z_pred_loss": z_loss.detach(),
+        "z_pred_ent": categorical_entropy(predicted_logits.detach()).mean(),
+        "z_pred_ce": weighted_ce.detach(),
+        "z_kl": z_kl,
+        "reward_loss": reward_loss.detach(),
+        "reward_mae": (target_reward - predicted_reward.detach()).abs().mean(),
+        "reward": predicted_reward.detach().mean(),
+        "discount_loss": discount_loss.detach(),
+        "discount_mae": (target_discount - discount).abs().mean(),
+        "discount": discount.mean(),
+        "dyn_loss": loss.detach(),
+    }
+    return loss, metrics

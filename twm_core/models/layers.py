@@ -1,0 +1,99 @@
+"""Building blocks shared by the models: MLPs and CNN stacks with the reference initialisation.
+
+Initialisation as in the reference (`jrobine/twm` nets.py:54-107, method.md §2 "Initialisation"): `nn.Linear` and
+`nn.Conv2d` weights are kaiming-uniform (fan-in) with the ReLU gain (used for SiLU), biases zero, and the last layer
+of a stack gets the linear gain unless the stack ends with an activation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+RELU_GAIN = math.sqrt(2.0)  # torch.nn.init.calculate_gain('relu'); the reference uses it for SiLU
+LINEAR_GAIN = 1.0
+
+
+def kaiming_uniform_(weight: torch.Tensor, gain: float) -> None:
+    """Uniform(-b, b) with b = sqrt(3) · gain / sqrt(fan_in), the reference's `_kaiming_uniform_`."""
+    fan_in = weight.shape[1] * (weight[0][0].numel() if weight.dim() > 2 else 1)
+    bound = math.sqrt(3.0) * gain / math.sqrt(fan_in)
+    with torch.no_grad():
+        weight.uniform_(-bound, bound)
+
+
+def init_layer_(layer: nn.Linear | nn.Conv2d, gain: float, bias: float = 0.0) -> None:
+    """Kaiming-uniform weight with `gain`, constant bias."""
+    kaiming_uniform_(layer.weight, gain)
+    if layer.bias is not None:
+        nn.init.constant_(layer.bias, bias)
+
+
+class MLP(nn.Module):
+    """Linear layers with SiLU between them (and optionally before the first / after the last).
+
+    `pre_activation` applies SiLU to the input first (the dynamics heads read SiLU(h)); `post_activation` ends with
+    SiLU (the token embeddings). Dropout follows each hidden activation. `final_bias` overrides the last bias.
+
+    Shapes: (..., in_dim) -> (..., out_dim)
+    """
+
+    def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int, *, dropout: float = 0.0,
+                 pre_activation: bool = False, post_activation: bool = False,
+                 final_bias: float | None = None) -> None:
+        super().__init__()
+        dims = (in_dim, *hidden_dims, out_dim)
+        self.pre_activation = pre_activation
+        self.post_activation = post_activation
+        self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
+        self.act = nn.SiLU()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        for layer in self.linears:
+            init_layer_(layer, RELU_GAIN)
+        last = self.linears[-1]
+        if not post_activation:
+            init_layer_(last, LINEAR_GAIN)
+        if final_bias is not None:
+            nn.init.constant_(last.bias, final_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_activation:
+            x = self.act(x)
+        for layer in self.linears[:-1]:
+            x = self.dropout(self.act(layer(x)))
+        x = self.linears[-1](x)
+        return self.act(x) if self.post_activation else x
+
+
+class ConvStack(nn.Module):
+    """Conv2d layers (or ConvTranspose2d with `transpose=True`) with SiLU between them.
+
+    Shapes: (B, C_in, H, W) -> (B, C_out, H', W')
+    """
+
+    def __init__(self, channels: Sequence[int], kernel_sizes: Sequence[int], *, stride: int = 2,
+                 transpose: bool = False, post_activation: bool = False) -> None:
+        super().__init__()
+        if len(kernel_sizes) != len(channels) - 1:
+            raise ValueError(f"need {len(channels) - 1} kernel sizes, got {len(kernel_sizes)}")
+        conv = nn.ConvTranspose2d if transpose else nn.Conv2d
+        self.convs = nn.ModuleList(
+            conv(i, o, k, stride) for i, o, k in zip(channels[:-1], channels[1:], kernel_sizes, strict=True))
+        self.act = nn.SiLU()
+        self.post_activation = post_activation
+
+    def init_kaiming_(self, final_bias: float = 0.0) -> None:
+        """Reference init: ReLU gain, linear gain on the last layer unless it is followed by SiLU."""
+        for layer in self.convs:
+            init_layer_(layer, RELU_GAIN)  # type: ignore[arg-type]
+        last = self.convs[-1]
+        init_layer_(last, RELU_GAIN if self.post_activation else LINEAR_GAIN, final_bias)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.convs[:-1]:
+            x = self.act(layer(x))
+        x = self.convs[-1](x)
+        return self.act(x) if self.post_activation else x

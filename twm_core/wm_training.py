@@ -1,0 +1,148 @@
+"""World-model updates (method.md §5.1, reference world_model.py:38-123): the full update of the main loop and the
+two pretraining updates. The caller owns the optimizers; these functions own the order of operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from twm_core import losses
+from twm_core.models.observation import preprocess_obs
+from twm_core.optim import make_adam, optimizer_step
+from twm_core.world_model import WorldModel
+
+Metrics = dict[str, torch.Tensor]
+
+
+@dataclass
+class WorldModelOptimizers:
+    """Separate Adam optimizers for φ and ψ (reference world_model.py:23-28)."""
+
+    obs: torch.optim.Adam
+    dyn: torch.optim.Adam
+
+    @classmethod
+    def create(cls, wm: WorldModel) -> WorldModelOptimizers:
+        o, d = wm.cfg.obs, wm.cfg.dyn
+        return cls(obs=make_adam(wm.obs_model.parameters(), o.lr, o.eps, o.weight_decay),
+                   dyn=make_adam(wm.dyn_model.parameters(), d.lr, d.eps, d.weight_decay))
+
+
+@dataclass
+class SequenceBatch:
+    """Sampled windows: one context step, ℓ steps, and the observation after the last step.
+
+    Shapes: obs (B, ℓ+2, F, 64, 64) uint8; actions (B, ℓ+1) int64; rewards (B, ℓ+1) float (tanh-transformed);
+    terminated, truncated (B, ℓ+1) bool
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+    def __post_init__(self) -> None:
+        batch, steps = self.actions.shape
+        for name in ("rewards", "terminated", "truncated"):
+            if getattr(self, name).shape != (batch, steps):
+                raise ValueError(f"{name} must be {(batch, steps)}, got {tuple(getattr(self, name).shape)}")
+        if self.obs.shape[:2] != (batch, steps + 1):
+            raise ValueError(f"obs must start with {(batch, steps + 1)}, got {tuple(self.obs.shape)}")
+
+    def to(self, device: torch.device | str) -> SequenceBatch:
+        return SequenceBatch(*(getattr(self, n).to(device) for n in
+                               ("obs", "actions", "rewards", "terminated", "truncated")))
+
+
+def _dynamics_targets(wm: WorldModel, terminated: torch.Tensor,
+                      truncated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dones, discount targets and the weights of the next-latent loss (0 after a done)."""
+    dones = terminated | truncated  # (B, ℓ+1)
+    discounts = wm.discounts(terminated)  # (B, ℓ+1)
+    return dones, discounts, (~dones[:, 1:]).float()
+
+
+def _dynamics_loss(wm: WorldModel, z: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                   terminated: torch.Tensor, truncated: torch.Tensor,
+                   target_logits: torch.Tensor) -> tuple[torch.Tensor, Metrics, torch.Tensor]:
+    """Forward ψ over z (with the context step) and score its predictions of steps 1..ℓ.
+
+    Returns the loss, metrics and the predicted latent probabilities of steps 0..ℓ-1 (for the consistency loss).
+    Shapes: z (B, ℓ+1, Z); actions, rewards, terminated, truncated (B, ℓ+1); target_logits (B, ℓ, C, K)
+    """
+    dones, discounts, weights = _dynamics_targets(wm, terminated, truncated)
+    out = wm.dyn_model(z, actions, rewards[:, :-1], dones[:, :-1])
+    d = wm.cfg.dyn
+    loss, metrics = losses.dynamics_loss(
+        out.z_logits[:, 1:], out.reward[:, 1:], out.discount_logit[:, 1:], target_logits, rewards[:, 1:],
+        discounts[:, 1:], weights, z_coef=d.z_coef, reward_coef=d.reward_coef, discount_coef=d.discount_coef)
+    metrics["h_norm"] = out.hidden.detach().norm(dim=-1).mean()
+    return loss, metrics, out.z_logits[:, :-1].detach().softmax(-1)
+
+
+def world_model_update(wm: WorldModel, optimizers: WorldModelOptimizers,
+                       batch: SequenceBatch) -> tuple[torch.Tensor, Metrics]:
+    """One training step of ψ then φ on a sampled batch (reference `WorldModel.optimize`).
+
+    Returns the latents fed to ψ (context sample + straight-through samples, detached), the imagination starts.
+    Shapes: batch with ℓ steps -> z (B, ℓ+1, Z)
+    """
+    obs_model, cfg = wm.obs_model, wm.cfg
+    wm.eval()
+    with torch.no_grad():
+        context_z = obs_model.sample(obs_model.encode(batch.obs[:, :1]))  # (B, 1, Z), temperature 1
+        next_logits = obs_model.encode(batch.obs[:, -1:])  # (B, 1, C, K)
+    wm.train()
+
+    obs = preprocess_obs(batch.obs[:, 1:-1])  # (B, ℓ, F, 64, 64)
+    z_logits = obs_model.encode(obs)  # (B, ℓ, C, K)
+    z = obs_model.sample(z_logits, straight_through=True)  # (B, ℓ, Z)
+    dec_loss, dec_metrics = losses.decoder_loss(obs_model.decode(z), obs, cfg.obs.decoder_coef)
+    ent_loss, ent_metrics = losses.latent_entropy_loss(z_logits, cfg.obs.entropy_coef, cfg.obs.entropy_threshold)
+
+    z = torch.cat([context_z, z.detach()], dim=1)  # (B, ℓ+1, Z): z is detached before entering ψ
+    target_logits = torch.cat([z_logits[:, 1:].detach(), next_logits], dim=1)  # (B, ℓ, C, K)
+    dyn_loss, dyn_metrics, predicted_probs = _dynamics_loss(
+        wm, z, batch.actions, batch.rewards, batch.terminated, batch.truncated, target_logits)
+    dyn_metrics["dyn_grad_norm"] = optimizer_step(optimizers.dyn, dyn_loss, cfg.dyn.grad_clip)  # ψ first
+
+    con_loss, con_metrics = losses.consistency_loss(z_logits, predicted_probs, cfg.obs.consistency_coef)
+    obs_loss = dec_loss + ent_loss + con_loss
+    obs_metrics = {"obs_loss": obs_loss.detach(),
+                   "obs_grad_norm": optimizer_step(optimizers.obs, obs_loss, cfg.obs.grad_clip)}
+    return z, {**dec_metrics, **ent_metrics, **con_metrics, **dyn_metrics, **obs_metrics}
+
+
+def pretrain_obs_update(wm: WorldModel, optimizers: WorldModelOptimizers,
+                        obs: torch.Tensor) -> Metrics:
+    """Pretraining step of φ on single observations: decoder + entropy, no consistency (reference
+    `optimize_pretrain_obs`).
+
+    Shapes: obs (B, 1, F, 64, 64) uint8
+    """
+    cfg = wm.cfg
+    wm.obs_model.train()
+    x = preprocess_obs(obs)
+    z_logits = wm.obs_model.encode(x)
+    recon = wm.obs_model.decode(wm.obs_model.sample(z_logits, straight_through=True))
+    dec_loss, dec_metrics = losses.decoder_loss(recon, x, cfg.obs.decoder_coef)
+    ent_loss, ent_metrics = losses.latent_entropy_loss(z_logits, cfg.obs.entropy_coef, cfg.obs.entropy_threshold)
+    obs_loss = dec_loss + ent_loss
+    grad_norm = optimizer_step(optimizers.obs, obs_loss, cfg.obs.grad_clip)
+    return {**dec_metrics, **ent_metrics, "obs_loss": obs_loss.detach(), "obs_grad_norm": grad_norm}
+
+
+def pretrain_dyn_update(wm: WorldModel, optimizers: WorldModelOptimizers, z: torch.Tensor, actions: torch.Tensor,
+                        rewards: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
+                        target_logits: torch.Tensor) -> Metrics:
+    """Pretraining step of ψ on latents sampled from cached encoder logits (reference `optimize_pretrain_dyn`).
+
+    Shapes: z, actions, rewards, terminated, truncated with ℓ+1 steps; target_logits (B, ℓ, C, K)
+    """
+    wm.dyn_model.train()
+    loss, metrics, _ = _dynamics_loss(wm, z, actions, rewards, terminated, truncated, target_logits)
+    metrics["dyn_grad_norm"] = optimizer_step(optimizers.dyn, loss, wm.cfg.dyn.grad_clip)
+    return metrics

@@ -1,0 +1,62 @@
+"""Backend settings, read from `TWM_*` environment variables (pydantic-settings).
+
+There is no module-level instance: `create_app(settings)` receives one, so tests build their own
+with a tmp runs dir.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where runs live, which device serves models, and how much work the backend takes on at once."""
+
+    model_config = SettingsConfigDict(env_prefix="TWM_", extra="ignore")
+
+    runs_dir: Path = Path("checkpoints")
+    """Root of all run directories (`runs/<run_id>/...`): the only channel between jobs and the backend."""
+    db_path: Path | None = None
+    """SQLite file holding job records; defaults to `<runs_dir>/jobs.db`."""
+    device: str = "auto"
+    """`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`."""
+    max_concurrent_jobs: int | None = None
+    """Training subprocesses allowed at once; None lets the job manager choose."""
+    max_loaded_models: int = 4
+    """Size of the LRU cache of eval-mode models kept in memory for rollouts and attention."""
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _absolute_runs_dir(cls, value: Path) -> Path:
+        # Resolve once, so job subprocesses and API responses agree whatever their working directory.
+        return value.expanduser().resolve()
+
+    @field_validator("max_loaded_models")
+    @classmethod
+    def _at_least_one_model(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"max_loaded_models must be >= 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _default_db_path(self) -> Settings:
+        if self.db_path is None:
+            self.db_path = self.runs_dir / "jobs.db"
+        return self
+
+    @property
+    def jobs_db(self) -> Path:
+        """The SQLite file for job records (`db_path`, always set after validation)."""
+        assert self.db_path is not None
+        return self.db_path
+
+    def resolved_device(self) -> str:
+        """The concrete torch device string for `device` (`auto` → `cuda` when available, else `cpu`)."""
+        if self.device != "auto":
+            return self.device
+        import torch  # lazy: settings are read by code paths that never touch a model
+
+        return "cuda" if torch.cuda.is_available() else "cpu"

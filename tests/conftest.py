@@ -1,0 +1,68 @@
+"""Shared test setup: one CPU thread, GPU-test skipping, and Debian's Chromium for browser tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before torch is imported anywhere: CI machines have 2 cores and tests run several processes at once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - torch is a hard dependency, but keep collection alive without it
+    torch = None
+else:
+    torch.set_num_threads(1)
+
+CHROMIUM_PATH = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `@pytest.mark.gpu` tests when CUDA is not available."""
+    if torch is not None and torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+def find_chromium() -> Path | None:
+    """Debian's Chromium at /usr/bin/chromium, else whatever `chromium` is on PATH."""
+    if CHROMIUM_PATH.exists():
+        return CHROMIUM_PATH
+    found = shutil.which("chromium")
+    return Path(found) if found else None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Path to the Chromium executable; skips without one (fails instead when TWM_REQUIRE_BROWSER=1)."""
+    path = find_chromium()
+    if path is None:
+        message = (f"Chromium not found at {CHROMIUM_PATH}: apt-get install -y chromium "
+                   "(set TWM_REQUIRE_BROWSER=1 to make this a failure)")
+        if os.environ.get("TWM_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Path) -> Iterator[Any]:
+    """A headless Playwright browser on the system Chromium (never a Playwright-downloaded build)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()

@@ -105,3 +105,71 @@ def dynamics_loss(predicted_logits: torch.Tensor, predicted_reward: torch.Tensor
         "dyn_loss": loss.detach(),
     }
     return loss, metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Actor-critic (paper §2.2, Eq. 5; method.md §5.2)
+# ---------------------------------------------------------------------------------------------------------------------
+def gae_advantages(rewards: torch.Tensor, discounts: torch.Tensor, dones: torch.Tensor, values: torch.Tensor,
+                   lam: float) -> torch.Tensor:
+    """GAE(λ) with the world model's *predicted* discounts γ̂_t, stopped at dones.
+
+    δ_t = r_t + γ̂_t(1−d_t)V_{t+1} − V_t,  A_t = δ_t + λγ̂_t(1−d_t)A_{t+1},  A_H = 0.
+    Shapes: rewards, discounts, dones (B, H); values (B, H+1) -> advantages (B, H)
+    """
+    if values.shape[1] != rewards.shape[1] + 1:
+        raise ValueError(f"values need one more step than rewards: {tuple(values.shape)} vs {tuple(rewards.shape)}")
+    stopped = discounts * (~dones.bool()).float()
+    delta = rewards + stopped * values[:, 1:] - values[:, :-1]
+    advantages = torch.zeros_like(values)
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        advantages[:, t] = delta[:, t] + lam * stopped[:, t] * advantages[:, t + 1]
+    return advantages[:, :-1]
+
+
+def critic_loss(values: torch.Tensor, returns: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    """−mean(w_t · log N(R_t; V_t, 1)): a weighted MSE/2 towards the λ-returns.
+
+    Shapes: (B, H) each
+    """
+    loss = (weights.detach() * gaussian_nll(values, returns.detach())).mean()
+    return loss, {"critic_loss": loss.detach(), "critic_mae": (returns - values.detach()).abs().mean(),
+                  "critic": values.detach().mean(), "returns": returns.detach().mean()}
+
+
+def policy_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shapes: (..., A) -> (...)"""
+    log_probs = logits.log_softmax(-1)
+    return -(log_probs.exp() * log_probs).sum(-1)
+
+
+def thresholded_entropy_loss(normalized_entropy: torch.Tensor, coef: float, threshold: float) -> torch.Tensor:
+    """Paper Eq. 5: coef · max(0, Γ − H(π)/ln m): zero above Γ, linear below."""
+    return coef * torch.relu(threshold - normalized_entropy)
+
+
+def actor_loss(logits: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, weights: torch.Tensor,
+               entropy_coef: float, entropy_threshold: float) -> tuple[torch.Tensor, Metrics]:
+    """REINFORCE with GAE advantages, weighted by cumulative discounts, plus the thresholded entropy loss.
+
+    Shapes: logits (B, H, A); actions, advantages, weights (B, H)
+    """
+    log_probs = logits.log_softmax(-1)
+    log_prob = log_probs.gather(-1, actions[..., None]).squeeze(-1)  # (B, H)
+    reinforce = (weights.detach() * log_prob * advantages.detach()).mean()
+    entropy = weights.detach() * policy_entropy(logits)  # (B, H)
+    normalized = (entropy / math.log(logits.shape[-1])).mean()
+    loss = -reinforce + thresholded_entropy_loss(normalized, entropy_coef, entropy_threshold)
+    return loss, {"actor_loss": loss.detach(), "reinforce": reinforce.detach(), "ent": entropy.detach().mean(),
+                  "norm_ent": normalized.detach()}
+
+
+def actor_pretrain_loss(logits: torch.Tensor, entropy_coef: float) -> tuple[torch.Tensor, Metrics]:
+    """Pretraining on random-policy data: only maximise the normalised entropy (reference optimize_pretrain).
+
+    Shapes: logits (B, T, A)
+    """
+    entropy = policy_entropy(logits).mean()
+    normalized = entropy / math.log(logits.shape[-1])
+    loss = -entropy_coef * normalized
+    return loss, {"actor_loss": loss.detach(), "ent": entropy.detach(), "norm_ent": normalized.detach()}

@@ -11,6 +11,7 @@ import torch
 from twm_core import losses
 from twm_core.models.observation import preprocess_obs
 from twm_core.optim import make_adam, optimizer_step
+from twm_core.replay import ReplayBatch
 from twm_core.world_model import WorldModel
 
 Metrics = dict[str, torch.Tensor]
@@ -28,33 +29,6 @@ class WorldModelOptimizers:
         o, d = wm.cfg.obs, wm.cfg.dyn
         return cls(obs=make_adam(wm.obs_model.parameters(), o.lr, o.eps, o.weight_decay),
                    dyn=make_adam(wm.dyn_model.parameters(), d.lr, d.eps, d.weight_decay))
-
-
-@dataclass
-class SequenceBatch:
-    """Sampled windows: one context step, ℓ steps, and the observation after the last step.
-
-    Shapes: obs (B, ℓ+2, F, 64, 64) uint8; actions (B, ℓ+1) int64; rewards (B, ℓ+1) float (tanh-transformed);
-    terminated, truncated (B, ℓ+1) bool
-    """
-
-    obs: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    terminated: torch.Tensor
-    truncated: torch.Tensor
-
-    def __post_init__(self) -> None:
-        batch, steps = self.actions.shape
-        for name in ("rewards", "terminated", "truncated"):
-            if getattr(self, name).shape != (batch, steps):
-                raise ValueError(f"{name} must be {(batch, steps)}, got {tuple(getattr(self, name).shape)}")
-        if self.obs.shape[:2] != (batch, steps + 1):
-            raise ValueError(f"obs must start with {(batch, steps + 1)}, got {tuple(self.obs.shape)}")
-
-    def to(self, device: torch.device | str) -> SequenceBatch:
-        return SequenceBatch(*(getattr(self, n).to(device) for n in
-                               ("obs", "actions", "rewards", "terminated", "truncated")))
 
 
 def _dynamics_targets(wm: WorldModel, terminated: torch.Tensor,
@@ -84,11 +58,12 @@ def _dynamics_loss(wm: WorldModel, z: torch.Tensor, actions: torch.Tensor, rewar
 
 
 def world_model_update(wm: WorldModel, optimizers: WorldModelOptimizers,
-                       batch: SequenceBatch) -> tuple[torch.Tensor, Metrics]:
+                       batch: ReplayBatch) -> tuple[torch.Tensor, Metrics]:
     """One training step of ψ then φ on a sampled batch (reference `WorldModel.optimize`).
 
     Returns the latents fed to ψ (context sample + straight-through samples, detached), the imagination starts.
-    Shapes: batch with ℓ steps -> z (B, ℓ+1, Z)
+    Shapes: batch from `ReplayBuffer.get_data(prefix=1, return_next_obs=True)`: obs (B, ℓ+2, F, 64, 64),
+    the rest (B, ℓ+1) -> z (B, ℓ+1, Z)
     """
     obs_model, cfg = wm.obs_model, wm.cfg
     wm.eval()

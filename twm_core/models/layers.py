@@ -25,9 +25,12 @@ def kaiming_uniform_(weight: torch.Tensor, gain: float) -> None:
         weight.uniform_(-bound, bound)
 
 
-def init_layer_(layer: nn.Linear | nn.Conv2d, gain: float, bias: float = 0.0) -> None:
-    """Kaiming-uniform weight with `gain`, constant bias."""
-    kaiming_uniform_(layer.weight, gain)
+def init_layer_(layer: nn.Linear | nn.Conv2d, gain: float, bias: float = 0.0, orthogonal: bool = False) -> None:
+    """Kaiming-uniform (or orthogonal) weight with `gain`, constant bias."""
+    if orthogonal:
+        nn.init.orthogonal_(layer.weight, gain)
+    else:
+        kaiming_uniform_(layer.weight, gain)
     if layer.bias is not None:
         nn.init.constant_(layer.bias, bias)
 
@@ -37,13 +40,14 @@ class MLP(nn.Module):
 
     `pre_activation` applies SiLU to the input first (the dynamics heads read SiLU(h)); `post_activation` ends with
     SiLU (the token embeddings). Dropout follows each hidden activation. `final_bias` overrides the last bias.
+    `orthogonal` uses orthogonal instead of kaiming-uniform weights (the actor and critic), same gains.
 
     Shapes: (..., in_dim) -> (..., out_dim)
     """
 
     def __init__(self, in_dim: int, hidden_dims: Sequence[int], out_dim: int, *, dropout: float = 0.0,
                  pre_activation: bool = False, post_activation: bool = False,
-                 final_bias: float | None = None) -> None:
+                 final_bias: float | None = None, orthogonal: bool = False) -> None:
         super().__init__()
         dims = (in_dim, *hidden_dims, out_dim)
         self.pre_activation = pre_activation
@@ -52,10 +56,10 @@ class MLP(nn.Module):
         self.act = nn.SiLU()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         for layer in self.linears:
-            init_layer_(layer, RELU_GAIN)
+            init_layer_(layer, RELU_GAIN, orthogonal=orthogonal)
         last = self.linears[-1]
         if not post_activation:
-            init_layer_(last, LINEAR_GAIN)
+            init_layer_(last, LINEAR_GAIN, orthogonal=orthogonal)
         if final_bias is not None:
             nn.init.constant_(last.bias, final_bias)
 

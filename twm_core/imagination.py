@@ -1,0 +1,131 @@
+"""Imagination: roll the policy out inside the world model (method.md §4.4, reference agent.py `Dreamer`).
+
+The context is one real step: the dynamics model first reads (z_{t-1}, a_{t-1}) to fill its memory, then each
+imagined step feeds (r_{t-1}, z_t, a_t) through the incremental path and samples ẑ_{t+1} at temperature 1, with r̂_t
+the mean and γ̂_t = sigmoid. Trajectory weights are the cumulative predicted discounts (reset after a done); a row
+is done once its cumulative discount falls below the threshold, and then continues from a fresh start latent
+(the attention mask stops at that boundary).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from twm_core.models.actor_critic import ActorCritic
+from twm_core.models.observation import sample_onehot
+from twm_core.world_model import WorldModel
+
+
+@dataclass
+class ImaginationStart:
+    """One real step of context per row: latents of steps t-1 and t, and the transition t-1.
+
+    Shapes: z (M, 2, Z); actions, rewards (M, 1); terminated, truncated (M, 1) bool
+    """
+
+    z: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+    def index(self, rows: torch.Tensor) -> ImaginationStart:
+        return ImaginationStart(self.z[rows], self.actions[rows], self.rewards[rows], self.terminated[rows],
+                                self.truncated[rows])
+
+
+@dataclass
+class ImaginedTrajectory:
+    """An imagined batch. z_0 is the real start latent; step t acts on z_t (and h_{t-1}).
+
+    Shapes: z (M, H+1, Z); hidden (M, H+1, D) = [h_{-1}, h_0, …, h_{H-1}]; actions (M, H) int64;
+    rewards, discounts, weights (M, H); dones (M, H) bool; attention: H × (M, L, heads, 3, S_t) when requested
+    """
+
+    z: torch.Tensor
+    hidden: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    discounts: torch.Tensor
+    dones: torch.Tensor
+    weights: torch.Tensor
+    z_logits: torch.Tensor | None = None
+    attention: list[torch.Tensor] = field(default_factory=list)
+
+
+def select_starts(z: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, terminated: torch.Tensor,
+                  truncated: torch.Tensor, count: int, generator: torch.Generator | None = None) -> ImaginationStart:
+    """All 2-step windows of the world-model batch, `count` of them drawn uniformly without replacement
+    (reference trainer.py `_train_step`).
+
+    Shapes: z (B, T, Z); actions, rewards, terminated, truncated (B, T) with T = ℓ+1 -> ImaginationStart (count)
+    """
+    batch, time = actions.shape
+    z_windows = torch.stack([z[:, :-1], z[:, 1:]], dim=2).flatten(0, 1)  # (B·(T-1), 2, Z)
+    flat = [x[:, :-1].reshape(-1, 1) for x in (actions, rewards, terminated, truncated)]  # (B·(T-1), 1)
+    if count > z_windows.shape[0]:
+        raise ValueError(f"{count} imagination starts requested but the batch has {z_windows.shape[0]} windows")
+    rows = torch.randperm(z_windows.shape[0], generator=generator, device="cpu")[:count].to(z.device)
+    return ImaginationStart(z_windows, *flat).index(rows)
+
+
+def discount_bookkeeping(cumulative: torch.Tensor, prev_done: torch.Tensor, discount: torch.Tensor,
+                         threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the trajectory weights (reference agent.py:201-218).
+
+    The weight of step t is the product of the predicted discounts before it, restarting at 1 after a done; the
+    row is done at step t once that product times γ̂_t falls below `threshold`.
+    Shapes: (M, 1) each -> weight, new cumulative discount, done (bool)
+    """
+    after_done = prev_done.float()
+    weight = cumulative * (1 - after_done) + after_done
+    cumulative = ((1 - after_done) * cumulative + after_done) * discount
+    return weight, cumulative, cumulative < threshold
+
+
+@torch.no_grad()
+def imagine(wm: WorldModel, ac: ActorCritic, start: ImaginationStart, horizon: int,
+            sample_start_z: Callable[[int], torch.Tensor], discount_threshold: float,
+            actions: torch.Tensor | None = None, return_attention: bool = False,
+            keep_logits: bool = False) -> ImaginedTrajectory:
+    """Imagine `horizon` steps from `start` with the policy (or the given `actions`, shape (M, H)).
+
+    `sample_start_z(n)` returns n fresh start latents (M rows done → restarted), shape (n, Z).
+    """
+    wm.eval()
+    ac.eval()
+    dyn = wm.dyn_model
+    out, memory = dyn.step(None, start.z[:, :1], start.actions)  # memory from (z_{t-1}, a_{t-1})
+    z, h = start.z[:, 1:], out.hidden  # (M, 1, Z), (M, 1, D)
+    prev_r, prev_d = start.rewards, start.terminated | start.truncated  # (M, 1)
+    cumulative = torch.ones_like(prev_r)
+    zs, hs = [z], [h]
+    acts, rewards, discounts, dones, weights, logits, attention = [], [], [], [], [], [], []
+    for t in range(horizon):
+        a = ac.act(ac.inputs(z, h)) if actions is None else actions[:, t:t + 1]  # (M, 1)
+        out, memory = dyn.step(memory, z, a, prev_r, prev_d, return_attention=return_attention)
+        next_z = sample_onehot(out.z_logits, 1.0).flatten(-2)  # (M, 1, Z), temperature 1
+        r, g = out.reward, out.discount  # (M, 1)
+        w, cumulative, d = discount_bookkeeping(cumulative, prev_d, g, discount_threshold)
+        weights.append(w)
+        restart = d[:, 0]
+        if restart.any():
+            next_z[restart, 0] = sample_start_z(int(restart.sum()))
+        zs.append(next_z)
+        hs.append(out.hidden)
+        acts.append(a)
+        rewards.append(r)
+        discounts.append(g)
+        dones.append(d)
+        if keep_logits:
+            logits.append(out.z_logits)
+        if return_attention:
+            attention.append(out.attention)
+        z, h, prev_r, prev_d = next_z, out.hidden, r, d
+    return ImaginedTrajectory(
+        z=torch.cat(zs, 1), hidden=torch.cat(hs, 1), actions=torch.cat(acts, 1), rewards=torch.cat(rewards, 1),
+        discounts=torch.cat(discounts, 1), dones=torch.cat(dones, 1), weights=torch.cat(weights, 1),
+        z_logits=torch.cat(logits, 1) if keep_logits else None, attention=attention)

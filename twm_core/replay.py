@@ -1,0 +1,391 @@
+"""Replay buffer with balanced sampling (paper §2.3, Eq. 6; method.md §2.1 and §3 steps 1-2, 5.2.1-5.2.2).
+
+Row i holds (o_i, a_i, r_i, terminated_i, truncated_i), where o_i is the observation *before* action a_i.
+As in the reference (`jrobine/twm` `twm/replay_buffer.py` `step`), the true final observation of an episode is
+discarded: after a done, row i+1's observation is the reset observation. Index `size` holds the newest
+observation (no action yet).
+
+Only the newest frame of each F-frame stack is stored, with a per-step `stack_reset` flag (the env
+refilled its stack with F copies of that frame): the stack of step i is frames[max(i-F+1, k) .. i] with k the
+latest reset <= i, leading frames repeating frame k. That is 4x less memory than the reference's stored
+stacks (100k steps: ~410 MB, not 1.6 GB).
+
+Persistence is append-only: `flush(dir)` writes the rows added since the last flush as
+`chunk_{start:09d}_{end:09d}.npz` (rows [start, end) plus frames start..end). A training checkpoint stores
+`state_dict()` (size and visit counts); resuming is `ReplayBuffer.load(dir, capacity, upto=state["size"])`
+then `load_state_dict(state)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_CHUNK_RE = re.compile(r"^chunk_(\d{9})_(\d{9})\.npz$")
+
+
+@dataclass
+class ReplayBatch:
+    """Sequences from the buffer, aligned as the reference's `get_data(idx, prefix, return_next_obs)`.
+
+    Shapes (P = prefix context steps, T = sequence length, S = frame size):
+        obs: (B, P+T+1, F, S, S) uint8 (the +1, the next observation, only with `return_next_obs`)
+        actions: (B, P+T) int64 · rewards: (B, P+T) float32 · terminated, truncated: (B, P+T) bool
+    """
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    terminated: Tensor
+    truncated: Tensor
+
+    def to(self, device: torch.device | str) -> ReplayBatch:
+        return ReplayBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+class _Chunk(NamedTuple):
+    start: int
+    end: int
+    path: Path
+
+
+def _list_chunks(directory: Path) -> list[_Chunk]:
+    found = []
+    for path in directory.iterdir() if directory.is_dir() else []:
+        if (m := _CHUNK_RE.match(path.name)) is not None and int(m[1]) < int(m[2]):
+            found.append(_Chunk(int(m[1]), int(m[2]), path))
+    return sorted(found)
+
+
+def _chain(chunks: list[_Chunk]) -> list[_Chunk]:
+    """The contiguous run of chunks from row 0.
+
+    Of two chunks with the same start the shorter wins: duplicates only arise when `flush` truncates a stale
+    chunk, and the truncated copy is written before the original is removed.
+    """
+    by_start: dict[int, _Chunk] = {}
+    for c in chunks:
+        by_start[c.start] = min(by_start.get(c.start, c), c)
+    chain, pos = [], 0
+    while pos in by_start:
+        chain.append(by_start[pos])
+        pos = by_start[pos].end
+    return chain
+
+
+class ReplayBuffer:
+    """Preallocated single-frame storage, visit counts, and balanced sampling softmax(-visits/τ)."""
+
+    def __init__(self, capacity: int, frame_stack: int = 4, frame_size: int = 64, temperature: float = 20.0,
+                 device: torch.device | str = "cpu", check_stacks: bool = True) -> None:
+        for name, value in (("capacity", capacity), ("frame_stack", frame_stack), ("frame_size", frame_size)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if not temperature > 0:  # also rejects NaN; math.inf means uniform sampling
+            raise ValueError(f"temperature must be > 0 (math.inf for uniform), got {temperature!r}")
+        self.capacity, self.frame_stack, self.frame_size = capacity, frame_stack, frame_size
+        self.temperature = float(temperature)
+        self.device = torch.device(device)
+        self.check_stacks = check_stacks
+        dev, n = self.device, capacity
+        self._frames = torch.zeros(n + 1, frame_size, frame_size, dtype=torch.uint8, device=dev)
+        self._stack_reset = torch.zeros(n + 1, dtype=torch.bool, device=dev)
+        self._stack_start = torch.zeros(n + 1, dtype=torch.long, device=dev)  # latest reset index ≤ i
+        self._actions = torch.zeros(n, dtype=torch.long, device=dev)
+        self._rewards = torch.zeros(n, dtype=torch.float32, device=dev)
+        self._terminated = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._truncated = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._visits = torch.zeros(n, dtype=torch.long)  # on CPU: sampling happens there, as in the reference
+        self._size = 0
+        self._has_obs = False
+        self._flushed = 0  # rows [0, _flushed) are known to be in the chunk directory
+
+    # ----------------------------------------------------------------------------------------------- filling
+    @property
+    def size(self) -> int:
+        """Number of complete transitions (rows)."""
+        return self._size
+
+    def reset_obs(self, obs: np.ndarray | Tensor, stack_reset: bool = True) -> None:
+        """Set (or replace) the current observation, e.g. at the start; the first needs `stack_reset=True`."""
+        obs = self._as_stack(obs)
+        if not stack_reset and self._size == 0:
+            raise ValueError("stack_reset must be True for the first observation (older frames are unknown)")
+        self._check_stack(obs, self._size - 1, stack_reset)
+        self._put_obs(self._size, obs, stack_reset)
+        self._has_obs = True
+
+    def add(self, action: int, reward: float, terminated: bool, truncated: bool,
+            next_obs: np.ndarray | Tensor, next_stack_reset: bool) -> None:
+        """Append one transition; `next_obs` is the following observation (the reset obs after a done)."""
+        if not self._has_obs:
+            raise ValueError("call reset_obs(obs, stack_reset=True) before the first add()")
+        i = self._size
+        if i >= self.capacity:
+            raise ValueError(f"buffer is full: capacity={self.capacity}")
+        next_obs = self._as_stack(next_obs)
+        self._check_stack(next_obs, i, next_stack_reset)
+        self._actions[i], self._rewards[i] = int(action), float(reward)
+        self._terminated[i], self._truncated[i] = bool(terminated), bool(truncated)
+        self._put_obs(i + 1, next_obs, next_stack_reset)
+        self._size = i + 1
+
+    def current_obs(self) -> Tensor:
+        """The newest stacked observation, (F, S, S) uint8: what the agent acts on."""
+        if not self._has_obs:
+            raise ValueError("no observation yet: call reset_obs(obs, stack_reset=True) first")
+        return self._stack(torch.tensor(self._size, device=self.device))
+
+    def _as_stack(self, obs: np.ndarray | Tensor) -> Tensor:
+        obs = torch.as_tensor(np.asarray(obs) if not isinstance(obs, Tensor) else obs, device=self.device)
+        expected = (self.frame_stack, self.frame_size, self.frame_size)
+        if obs.shape != expected or obs.dtype != torch.uint8:
+            raise ValueError(f"obs must be uint8 of shape {expected}, got {obs.dtype} {tuple(obs.shape)}")
+        return obs
+
+    def _check_stack(self, obs: Tensor, prev: int, stack_reset: bool) -> None:
+        """The stack must follow the rebuild rule, else sampled stacks would differ from what was seen."""
+        if not self.check_stacks:
+            return
+        if stack_reset:
+            expected = obs[-1].expand_as(obs)
+        else:
+            expected = torch.cat([self._stack(torch.tensor(prev, device=self.device))[1:], obs[-1:]])
+        if not torch.equal(obs, expected):
+            raise ValueError(f"obs breaks the frame-stack rule (stack_reset={stack_reset}): with a reset all "
+                             "frames must equal the newest, otherwise the previous stack shifted by one")
+
+    def _put_obs(self, i: int, obs: Tensor, stack_reset: bool) -> None:
+        self._frames[i] = obs[-1]
+        self._stack_reset[i] = stack_reset
+        self._stack_start[i] = i if stack_reset else self._stack_start[i - 1]
+
+    # ---------------------------------------------------------------------------------------------- reading
+    def _stack(self, idx: Tensor) -> Tensor:
+        offsets = torch.arange(1 - self.frame_stack, 1, device=self.device)
+        src = idx.unsqueeze(-1) + offsets  # (..., F)
+        src = torch.maximum(src, self._stack_start[idx].unsqueeze(-1))  # repeat the frame of the last reset
+        return self._frames[src]  # (..., F, S, S)
+
+    def get_obs(self, indices: Tensor) -> Tensor:
+        """Stacked observations of arbitrary indices in [0, size]. Shapes: (...) -> (..., F, S, S) uint8."""
+        indices = torch.as_tensor(indices, dtype=torch.long, device=self.device)
+        if indices.numel() and (indices.min() < 0 or indices.max() > self._size):
+            raise ValueError(f"indices must lie in [0, size={self._size}]")
+        return self._stack(indices)
+
+    def num_valid_starts(self, sequence_length: int) -> int:
+        """Starts s with s + ℓ - 1 < size, as the reference's `n = size - sequence_length + 1`."""
+        return max(self._size - sequence_length + 1, 0)
+
+    def visit_probs(self, sequence_length: int = 1) -> Tensor:
+        """P(start) = softmax(-visits/τ) over the valid starts (Eq. 6); uniform for τ = ∞. Shape (n,)."""
+        n = self.num_valid_starts(sequence_length)
+        if n == 0:
+            return torch.zeros(0)
+        if math.isinf(self.temperature):
+            return torch.full((n,), 1.0 / n)
+        return torch.softmax(self._visits[:n].float() / -self.temperature, dim=0)
+
+    def sample_indices(self, batch_size: int, sequence_length: int, generator: torch.Generator) -> Tensor:
+        """Draw `batch_size` distinct starts by balanced sampling and count one visit for each. Shape (B,).
+
+        As the reference (`sample_indices`), it refuses unless batch_size * sequence_length <= valid starts.
+        """
+        if batch_size <= 0 or sequence_length <= 0:
+            raise ValueError(f"batch_size and sequence_length must be > 0, got {batch_size}, "
+                             f"{sequence_length}")
+        n = self.num_valid_starts(sequence_length)
+        if batch_size * sequence_length > n:
+            raise ValueError(f"batch_size={batch_size} * sequence_length={sequence_length} exceeds the {n} "
+                             f"valid starts of a buffer of size {self._size}")
+        starts = torch.multinomial(self.visit_probs(sequence_length), batch_size, replacement=False,
+                                   generator=generator)
+        self._visits[starts] += 1  # distinct starts, so no duplicates to accumulate
+        return starts.to(self.device)
+
+    def get_data(self, starts: Tensor, sequence_length: int, prefix: int = 1,
+                 return_next_obs: bool = True) -> ReplayBatch:
+        """Rows s-P .. s+T-1 (obs also s+T with `return_next_obs`) per start s, as the reference `get_data`.
+
+        Prefix rows before index 0 repeat row 0, except that their actions and rewards are 0 (the reference's
+        `repeat_fill_value`); terminated/truncated repeat row 0 unchanged, also as the reference.
+        Shapes: starts (B,) -> ReplayBatch with obs (B, P+T+1, F, S, S), the rest (B, P+T).
+        """
+        starts = torch.as_tensor(starts, dtype=torch.long, device=self.device).reshape(-1)
+        if prefix < 0:
+            raise ValueError(f"prefix must be >= 0, got {prefix}")
+        if starts.numel() and (starts.min() < 0 or starts.max() + sequence_length > self._size):
+            raise ValueError(f"starts + sequence_length={sequence_length} must lie in [0, size={self._size}]")
+        rows = starts.unsqueeze(1) + torch.arange(-prefix, sequence_length, device=self.device)  # (B, P+T)
+        before = rows < 0
+        rows = rows.clamp(min=0)
+        obs_rows = torch.cat([rows, rows[:, -1:] + 1], dim=1) if return_next_obs else rows  # (B, P+T+1)
+        return ReplayBatch(
+            obs=self._stack(obs_rows),  # (B, P+T+1, F, S, S)
+            actions=self._actions[rows].masked_fill(before, 0),  # 0 = noop
+            rewards=self._rewards[rows].masked_fill(before, 0.0),
+            terminated=self._terminated[rows],
+            truncated=self._truncated[rows],
+        )
+
+    def sample(self, batch_size: int, sequence_length: int, generator: torch.Generator) -> ReplayBatch:
+        """`sample_indices`, then `get_data(prefix=1, return_next_obs=True)`: the world-model batch."""
+        return self.get_data(self.sample_indices(batch_size, sequence_length, generator), sequence_length)
+
+    def generate_uniform_indices(self, batch_size: int, sequence_length: int,
+                                 generator: torch.Generator) -> list[Tensor]:
+        """Starts of non-overlapping windows at a random offset, shuffled, split in batches (for pretraining).
+
+        As the reference, starts are offset, offset+ℓ, ... < size - ℓ, so `get_data(starts, ℓ)` including the
+        next observation always fits. Visit counts are not touched. Returns tensors of shape (<=B,).
+        """
+        if batch_size <= 0 or sequence_length <= 0:
+            raise ValueError(f"batch_size and sequence_length must be > 0, got {batch_size}, "
+                             f"{sequence_length}")
+        offset = int(torch.randint(sequence_length, (1,), generator=generator))
+        starts = torch.arange(offset, self._size - sequence_length, sequence_length)
+        starts = starts[torch.randperm(len(starts), generator=generator)]
+        return [s.to(self.device) for s in starts.split(batch_size)]
+
+    def sample_obs(self, n: int, generator: torch.Generator) -> Tensor:
+        """n distinct uniformly drawn stacked observations from rows [0, size) (imagination restarts).
+        Shape (n, F, S, S)."""
+        if not 0 < n <= self._size:
+            raise ValueError(f"n must be in [1, size={self._size}], got {n}")
+        idx = torch.multinomial(torch.ones(self._size), n, replacement=False, generator=generator)
+        return self._stack(idx.to(self.device))
+
+    # ---------------------------------------------------------------------------------------------- metrics
+    @property
+    def visits(self) -> Tensor:
+        """Copy of the visit counts of rows [0, size). Shape (size,)."""
+        return self._visits[: self._size].clone()
+
+    def visit_entropy(self) -> float:
+        """Entropy of the visit distribution normalised by log(size): 1.0 = perfectly even."""
+        visits = self._visits[: self._size].double()
+        total = visits.sum()
+        if self._size <= 1 or total == 0:
+            return 1.0
+        p = visits / total
+        entropy = -torch.special.xlogy(p, p).sum().item()
+        return min(entropy / math.log(self._size), 1.0)
+
+    def nbytes(self) -> int:
+        """Bytes held by the preallocated storage (100k capacity at 64×64: about 410 MB)."""
+        tensors = (self._frames, self._stack_reset, self._stack_start, self._actions, self._rewards,
+                   self._terminated, self._truncated, self._visits)
+        return sum(t.element_size() * t.nelement() for t in tensors)
+
+    # ------------------------------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Size and visit counts (the frames live in chunks); safe for `torch.load(weights_only=True)`."""
+        return {"format_version": 1, "size": self._size, "visits": self._visits[: self._size].clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore visit counts; the buffer must hold the same rows (`load(..., upto=state["size"])`)."""
+        if int(state["size"]) != self._size or tuple(state["visits"].shape) != (self._size,):
+            raise ValueError(f"state size={state['size']} does not match buffer size={self._size}")
+        self._visits.zero_()
+        self._visits[: self._size] = state["visits"].to(torch.long)
+
+    def flush(self, directory: Path | str) -> int:
+        """Append rows not yet on disk as one chunk; returns the number of rows written.
+
+        Chunks on disk beyond the rows this buffer knows are there (left by a run that crashed after the
+        checkpoint this buffer was loaded from) are stale: they are deleted, and a chunk straddling the
+        boundary is replaced by a truncated copy (written before the original is removed), so the chain of
+        chunks stays contiguous.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for tmp in directory.glob(".chunk_*.tmp"):  # half-written leftovers of a crash (never read as chunks)
+            tmp.unlink()
+        chunks = _list_chunks(directory)
+        chain = _chain(chunks)
+        known = min(self._flushed, chain[-1].end if chain else 0)
+        keep = {c for c in chain if c.end <= known}
+        straddler = next((c for c in chain if c.start < known < c.end), None)
+        for c in chunks:
+            if c not in keep and c != straddler:
+                c.path.unlink()
+        if straddler is not None:
+            self._write_chunk(directory, straddler.start, known)
+            straddler.path.unlink()
+        written = self._size - known
+        if written > 0:
+            self._write_chunk(directory, known, self._size)
+        self._flushed = self._size
+        return written
+
+    def _write_chunk(self, directory: Path, start: int, end: int) -> None:
+        name = f"chunk_{start:09d}_{end:09d}.npz"
+        tmp = directory / f".{name}.tmp"
+        arrays = {
+            "frames": self._frames[start: end + 1], "stack_reset": self._stack_reset[start: end + 1],
+            "actions": self._actions[start:end], "rewards": self._rewards[start:end],
+            "terminated": self._terminated[start:end], "truncated": self._truncated[start:end],
+        }
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **{k: v.cpu().numpy() for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / name)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+
+    @classmethod
+    def load(cls, directory: Path | str, capacity: int, upto: int | None = None, frame_stack: int = 4,
+             frame_size: int = 64, temperature: float = 20.0,
+             device: torch.device | str = "cpu") -> ReplayBuffer:
+        """Rebuild a buffer from the chunk chain in `directory`: rows [0, upto) and observation `upto`.
+
+        Chunks beyond `upto` are ignored (a chunk straddling it is read partially); visit counts start at
+        zero, restore them with `load_state_dict`.
+        """
+        directory = Path(directory)
+        chain = _chain(_list_chunks(directory))
+        if not chain:
+            raise ValueError(f"directory {str(directory)!r} holds no chunk starting at row 0")
+        available = chain[-1].end
+        upto = available if upto is None else upto
+        if not 0 <= upto <= available:
+            raise ValueError(f"upto must be in [0, {available}] (rows on disk), got {upto}")
+        if upto > capacity:
+            raise ValueError(f"capacity={capacity} is smaller than the {upto} rows to load")
+        buf = cls(capacity, frame_stack, frame_size, temperature, device)
+        for c in chain:
+            if c.start >= upto and c.start > 0:
+                break
+            n = min(c.end, upto) - c.start
+            with np.load(c.path) as data:
+                if data["frames"].shape[1:] != (frame_size, frame_size):
+                    raise ValueError(f"frame_size={frame_size} does not match frames of shape "
+                                     f"{data['frames'].shape} in {c.path}")
+                buf._put_rows(c.start, n, {k: data[k] for k in data.files})
+        if not bool(buf._stack_reset[0]):
+            raise ValueError("row 0 of the chunks is not a stack reset")
+        idx = torch.arange(upto + 1, device=buf.device)
+        reset_idx = torch.where(buf._stack_reset[: upto + 1], idx, torch.zeros_like(idx))
+        buf._stack_start[: upto + 1] = torch.cummax(reset_idx, dim=0).values  # latest reset ≤ i
+        buf._size, buf._has_obs, buf._flushed = upto, True, upto
+        return buf
+
+    def _put_rows(self, start: int, n: int, data: dict[str, np.ndarray]) -> None:
+        rows, frames = slice(start, start + n), slice(start, start + n + 1)
+        self._frames[frames] = torch.from_numpy(data["frames"][: n + 1]).to(self.device)
+        self._stack_reset[frames] = torch.from_numpy(data["stack_reset"][: n + 1]).to(self.device)
+        for name in ("actions", "rewards", "terminated", "truncated"):
+            getattr(self, f"_{name}")[rows] = torch.from_numpy(data[name][:n]).to(self.device)

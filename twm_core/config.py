@@ -132,7 +132,6 @@ REFERENCE: dict[str, dict[str, Any]] = {
         "pretrain_obs_p": 0.6,  # §2.1 pretrain_obs_p
         "pretrain_dyn_p": 0.3,  # §2.1 pretrain_dyn_p
         "pretrain_ac_p": 0.7,  # §6.5 quirk 1: AC share coded as 1 - obs_p + dyn_p = 0.7 (meant 0.1)
-        "pretrain_obs_batch_size": 1600,  # §3 step 2: obs pretraining in chunks of 1600 single frames
         "eval_every": 5000,  # §2.1 eval_every
         "eval_episodes": 10,  # §2.1 eval_episodes
         "final_eval_episodes": 100,  # §2.1 final_eval_episodes
@@ -352,14 +351,19 @@ class TrainConfig:
     pretrain_ac_p: float = 0.7
     """Quirk (method.md §6.5.1): the reference's actor-critic pretraining share is 1 - obs_p + dyn_p = 0.7,
     probably meant as 1 - (obs_p + dyn_p) = 0.1. 0.7 produced the published numbers."""
-    pretrain_obs_batch_size: int = 1600
     eval_every: int = 5000
     eval_episodes: int = 10
     final_eval_episodes: int = 100
+    log_every: int = 20
+    """Env steps between metric rows (the reference logs every 20)."""
+    checkpoint_every: int = 5000
+    """Env steps between checkpoints (infrastructure: the reference saves only the final agent)."""
+    keep_checkpoints: int = 5
+    """Checkpoints kept on disk (the newest ones); older ones are pruned."""
 
     def __post_init__(self) -> None:
         _positive(self, "train", "total_steps", "wm_batch_size", "wm_sequence_length", "wm_train_steps", "budget",
-                  "pretrain_obs_batch_size", "eval_every")
+                  "eval_every", "log_every", "checkpoint_every", "keep_checkpoints")
         _non_negative(self, "train", "pretrain_budget", "pretrain_obs_p", "pretrain_dyn_p", "pretrain_ac_p",
                       "eval_episodes", "final_eval_episodes")
         _check(self.pretrain_budget < self.budget, "train.pretrain_budget", "must be < train.budget",
@@ -523,8 +527,9 @@ def debug(game: str = "Pong", seed: int = 0) -> TWMConfig:
                     z_dims=(64,), reward_dims=(32,), discount_dims=(32,), memory_length=8),
         ac=replace(base.ac, batch_size=32, horizon=8, actor_dims=(64, 64), critic_dims=(64, 64)),
         train=replace(base.train, total_steps=2000, wm_batch_size=8, wm_sequence_length=8,
-                      budget=2000 * (8 * 8 + 32 * 8) + 2e4, pretrain_budget=2e4, pretrain_obs_batch_size=32,
-                      eval_every=1000, eval_episodes=1, final_eval_episodes=2),
+                      budget=2000 * (8 * 8 + 32 * 8) + 2e4, pretrain_budget=2e4,
+                      eval_every=1000, eval_episodes=1, final_eval_episodes=2, checkpoint_every=100,
+                      keep_checkpoints=3),
         preset="debug",
     )
 

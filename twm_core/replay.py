@@ -286,6 +286,18 @@ class ReplayBuffer:
                    self._terminated, self._truncated, self._visits)
         return sum(t.element_size() * t.nelement() for t in tensors)
 
+    def interrupt_episode(self, obs: np.ndarray | Tensor) -> None:
+        """Cut the episode in progress (a resumed run cannot restore the emulator): the last transition becomes
+        truncated and `obs`, a fresh reset observation, replaces the current one. The last row is flushed again,
+        so the chunk holding it is rewritten with the flag (through the straddling-chunk path of `flush`).
+        """
+        if self._size == 0:
+            self.reset_obs(obs, stack_reset=True)
+            return
+        self._truncated[self._size - 1] = True
+        self._flushed = min(self._flushed, self._size - 1)
+        self.reset_obs(obs, stack_reset=True)
+
     # ------------------------------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """Size and visit counts (the frames live in chunks); safe for `torch.load(weights_only=True)`."""

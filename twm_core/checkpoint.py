@@ -1,0 +1,185 @@
+"""Checkpoints on disk: `<run_dir>/ckpt/step_{step:09d}.pt`, saved atomically, loaded with `weights_only=True`.
+
+A checkpoint is an explicit dict (nanoGPT's pattern), e.g.
+`{"format_version", "step", "config", "world_model", "actor", "critic", "critic_target", "optimizers", "rng",
+"replay"}`, holding only tensors, dicts, lists, tuples and str/int/float/bool/None. That is what
+`torch.load(weights_only=True)` can rebuild without running pickle code, so the backend can open checkpoints of any
+run safely; `save_checkpoint` checks it before writing rather than leaving a file that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from twm_core.run_dir import RunDir, atomic_write
+
+FORMAT_VERSION = 1
+_CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")  # temp files (".step_...pt.XXXX.tmp") never match
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be used: corrupt, truncated, or of another format version."""
+
+
+class CheckpointNotFoundError(CheckpointError, LookupError):
+    """The requested checkpoint does not exist (the message lists the available steps)."""
+
+
+def checkpoint_path(run_dir: RunDir, step: int) -> Path:
+    """The file name of the checkpoint at env step `step`."""
+    return run_dir.ckpt_dir / f"step_{step:09d}.pt"
+
+
+def validate_payload(obj: Any, key_path: str = "payload") -> None:
+    """Raise TypeError naming the key path of the first value `torch.load(weights_only=True)` could not rebuild."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _SCALARS:
+        return
+    if type(obj) in (dict, OrderedDict):
+        for key, value in obj.items():
+            if type(key) not in (str, int):
+                raise TypeError(f"{key_path}: dict key {key!r} has type {type(key).__name__}; use str or int")
+            validate_payload(value, f"{key_path}[{key!r}]")
+        return
+    if type(obj) in (list, tuple, torch.Size):
+        for index, value in enumerate(obj):
+            validate_payload(value, f"{key_path}[{index}]")
+        return
+    raise TypeError(
+        f"{key_path}: {type(obj).__module__}.{type(obj).__qualname__} cannot be saved in a weights-only checkpoint; "
+        "use tensors, dicts, lists, tuples, str, int, float, bool or None"
+    )
+
+
+def save_checkpoint(run_dir: RunDir, step: int, payload: Mapping[str, Any]) -> Path:
+    """Write `payload` (+ `format_version`, `step`) to `ckpt/step_{step:09d}.pt` atomically; returns the path.
+
+    torch.save goes to a temporary file in the same directory, which is fsynced and then renamed over the final name
+    (then the directory is fsynced), so a crash mid-write never leaves a half-written file under a checkpoint name.
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if payload.get("step", step) != step:
+        raise ValueError(f"payload['step'] = {payload['step']!r} disagrees with step = {step}")
+    data = {**payload, "format_version": FORMAT_VERSION, "step": int(step)}
+    validate_payload(data)
+    run_dir.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(run_dir, step)
+    with atomic_write(path) as f:
+        torch.save(data, f)
+    return path
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with `torch.load(weights_only=True)` (never plain pickle).
+
+    Raises FileNotFoundError for a missing file, CheckpointError for a corrupt/truncated file, a file holding
+    anything but plain containers and tensors, or another `format_version`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ValueError, UnpicklingError... for bad files
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a dict, found {type(data).__name__}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r}, this code reads version {FORMAT_VERSION}")
+    return data
+
+
+def list_checkpoints(run_dir: RunDir) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint of the run, by increasing step; temporary files are skipped."""
+    if not run_dir.ckpt_dir.is_dir():
+        return []
+    found = []
+    for path in run_dir.ckpt_dir.iterdir():
+        match = _CKPT_RE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: RunDir) -> tuple[int, Path] | None:
+    """(step, path) of the newest checkpoint, or None if the run has none."""
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def resolve_checkpoint(run_dir: RunDir, which: int | str) -> Path:
+    """Path of checkpoint `which`: 'latest', or a step (int or decimal string)."""
+    checkpoints = dict(list_checkpoints(run_dir))
+    if which == "latest":
+        if not checkpoints:
+            raise CheckpointNotFoundError(f"run {run_dir.run_id} has no checkpoints yet")
+        return checkpoints[max(checkpoints)]
+    if isinstance(which, str) and not which.isdecimal():
+        raise ValueError(f"checkpoint must be 'latest' or a step, got {which!r}")
+    step = int(which)
+    if step not in checkpoints:
+        available = ", ".join(str(s) for s in sorted(checkpoints)) or "none"
+        raise CheckpointNotFoundError(f"run {run_dir.run_id} has no checkpoint at step {step}; available: {available}")
+    return checkpoints[step]
+
+
+def prune_checkpoints(run_dir: RunDir, keep_last: int, keep_steps: AbstractSet[int] = frozenset()) -> list[Path]:
+    """Delete all checkpoints except the `keep_last` newest and those at `keep_steps`; returns the deleted paths."""
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1 (the newest checkpoint is the resume point), got {keep_last}")
+    checkpoints = list_checkpoints(run_dir)
+    removed = []
+    for step, path in checkpoints[:-keep_last]:
+        if step not in keep_steps:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """States of Python's `random`, numpy's global RNG, torch's CPU (and CUDA) RNGs, and the named Generators.
+
+    Everything is a tensor or a plain Python value (numpy's key array becomes a list), so it fits a weights-only
+    checkpoint.
+    """
+    version, internal, gauss_next = random.getstate()
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss_next],
+        "numpy": {"name": str(name), "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "torch": torch.get_rng_state(),
+        "generators": {key: g.get_state() for key, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator] | None = None) -> None:
+    """Restore what `capture_rng_state` captured; `generators` are set in place from the entries of the same name."""
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    np_state = state["numpy"]
+    np.random.set_state((np_state["name"], np.asarray(np_state["keys"], dtype=np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())  # .cpu(): the checkpoint may have been loaded with map_location=cuda
+    if "cuda" in state and torch.cuda.is_available():
+        for device, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), device)
+    saved = state.get("generators", {})
+    for key, generator in (generators or {}).items():
+        if key not in saved:
+            raise KeyError(f"no RNG state saved for generator {key!r}; saved: {sorted(saved)}")
+        generator.set_state(saved[key].cpu())

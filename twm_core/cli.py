@@ -1,0 +1,202 @@
+"""`twm` command line: describe, train, eval.
+
+    twm describe --preset atari100k --game Pong [--json]
+    twm train --game Pong --preset debug --seed 0 [--steps N] [--device auto] [--set key=value ...]
+    twm train --resume checkpoints/<run_id>
+    twm eval checkpoints/<run_id> [--episodes 100] [--checkpoint latest]
+
+Output goes to stdout (summaries) and stderr (progress); this module is the only one in twm_core that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from twm_core.config import PRESETS, ConfigError, TWMConfig, make_config
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """`["dyn.num_layers=2", ...]` -> `{"dyn.num_layers": "2"}`."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def count_parameters(cfg: TWMConfig, num_actions: int) -> dict[str, int]:
+    """Parameter counts of every module for a game with `num_actions` actions."""
+    from twm_core.models.actor_critic import ActorCritic
+    from twm_core.world_model import WorldModel
+
+    wm = WorldModel(cfg, num_actions)
+    ac = ActorCritic(cfg.ac, num_actions, wm.z_dim, wm.h_dim)
+
+    def n(module: Any) -> int:
+        return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+    obs = wm.obs_model
+    counts = {
+        "encoder": n(obs.encoder_cnn) + n(obs.encoder_mlp),
+        "decoder": n(obs.decoder_mlp) + n(obs.decoder_cnn),
+        "observation_model": n(obs),
+        "transformer": n(wm.dyn_model.transformer),
+        "dynamics_model": n(wm.dyn_model),
+        "world_model": n(wm),
+        "actor": n(ac.actor),
+        "critic": n(ac.critic),
+    }
+    counts["total"] = counts["world_model"] + counts["actor"] + counts["critic"]
+    return counts
+
+
+def _num_actions(game: str) -> int:
+    from twm_core.envs import make_env
+
+    env = make_env(game, seed=0)
+    try:
+        return int(env.action_space.n)
+    finally:
+        env.close()
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    cfg = make_config(args.preset, args.game, args.seed, parse_overrides(args.set))
+    num_actions = _num_actions(cfg.env.game)
+    counts = count_parameters(cfg, num_actions)
+    if args.json:
+        print(json.dumps({"config": cfg.to_dict(), "num_actions": num_actions, "parameters": counts}, indent=2))
+        return 0
+    print(f"# {cfg.preset} preset, game {cfg.env.game} ({num_actions} actions), seed {cfg.seed}")
+    for section, values in cfg.to_dict().items():
+        if isinstance(values, dict):
+            print(f"[{section}]")
+            for key, value in values.items():
+                print(f"  {key} = {value}")
+        else:
+            print(f"{section} = {values}")
+    print("# parameters")
+    for name, count in counts.items():
+        print(f"  {name:<18} {count:>12,}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from twm_core.run_dir import RunDir, new_run_id
+    from twm_core.trainer import Trainer
+
+    bar = tqdm(unit="step", dynamic_ncols=True, disable=args.no_progress)
+
+    def progress(step: int, total: int, phase: str) -> None:
+        bar.total = total
+        bar.n = step
+        bar.set_description(phase)
+        bar.refresh()
+
+    if args.resume:
+        run_dir = RunDir(args.resume)
+        trainer = Trainer.resume(run_dir, args.device, progress)
+    else:
+        overrides = parse_overrides(args.set)
+        if args.steps is not None:
+            overrides["train.total_steps"] = str(args.steps)
+        cfg = make_config(args.preset, args.game, args.seed, overrides)
+        run_dir = RunDir(args.run_dir or f"{args.runs_root}/{new_run_id(cfg.env.game, cfg.preset, cfg.seed)}")
+        if run_dir.config_path.exists():
+            raise ValueError(f"{run_dir.path} already holds a run: use --resume {run_dir.path}")
+        trainer = Trainer(cfg, run_dir, args.device, progress)
+    print(f"run directory: {run_dir.path}", file=sys.stderr)
+    summary = trainer.run()
+    bar.close()
+    state = "stopped early (checkpoint saved)" if trainer.stopped else "finished"
+    print(f"{state}: {trainer.replay.size} env steps, {trainer.counters.train_steps} training steps, "
+          f"run directory {run_dir.path}")
+    for key, value in summary.items():
+        print(f"  {key:<28} {value:.4g}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from twm_core.checkpoint import load_checkpoint, resolve_checkpoint
+    from twm_core.evaluation import evaluate, summarize
+    from twm_core.models.actor_critic import ActorCritic
+    from twm_core.run_dir import RunDir
+    from twm_core.trainer import resolve_device
+    from twm_core.world_model import WorldModel
+
+    run_dir = RunDir(args.run_dir)
+    which = args.checkpoint if args.checkpoint == "latest" else int(args.checkpoint)
+    state = load_checkpoint(resolve_checkpoint(run_dir, which))
+    cfg = TWMConfig.from_dict(state["config"])
+    device = resolve_device(args.device)
+    wm = WorldModel(cfg, state["num_actions"]).to(device)
+    ac = ActorCritic(cfg.ac, state["num_actions"], wm.z_dim, wm.h_dim).to(device)
+    wm.load_state_dict(state["world_model"])
+    ac.load_state_dict(state["actor_critic"])
+    torch.manual_seed(args.seed)
+    results = evaluate(wm, ac, cfg, args.episodes, args.seed, device)
+    summary = summarize(cfg.env.game, results, prefix="")
+    print(f"{cfg.env.game}: {args.episodes} episodes at step {state['step']} of {run_dir.path}")
+    for key, value in summary.items():
+        print(f"  {key:<14} {value:.4g}")
+    if "hns" not in summary:
+        print("  (no human-normalized score: the game has no reference scores)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="twm", description="TWM: Transformer-based World Models (ICLR 2023)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    describe = sub.add_parser("describe", help="print the resolved config and parameter counts")
+    describe.add_argument("--preset", default="atari100k", choices=sorted(PRESETS))
+    describe.add_argument("--game", default="Pong")
+    describe.add_argument("--seed", type=int, default=0)
+    describe.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    describe.add_argument("--json", action="store_true", help="machine-readable output")
+    describe.set_defaults(func=cmd_describe)
+
+    train = sub.add_parser("train", help="train (or resume) a run")
+    train.add_argument("--game", default="Pong")
+    train.add_argument("--preset", default="atari100k", choices=sorted(PRESETS))
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    train.add_argument("--steps", type=int, default=None, help="environment steps (train.total_steps)")
+    train.add_argument("--run-dir", default=None, help="run directory (default: <runs-root>/<new run id>)")
+    train.add_argument("--runs-root", default="checkpoints")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a checkpoint (raw and human-normalized scores)")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--checkpoint", default="latest", help="'latest' or an env step")
+    evaluate.add_argument("--seed", type=int, default=12345)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"twm: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -66,3 +66,23 @@ def browser(chromium: Path) -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+
+
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, finished `debug`-preset Pong run (checkpoints at steps 100 and 200, metrics, scores, replay).
+
+    Made once per session by the real trainer on CPU (about half a minute): backend and frontend tests read it
+    instead of fakes. Treat it as read-only.
+    """
+    from twm_core.config import make_config
+    from twm_core.run_dir import RunDir
+    from twm_core.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("runs")
+    cfg = make_config("debug", "Pong", seed=0, overrides={
+        "train.total_steps": 200, "train.pretrain_budget": 5000, "train.eval_episodes": 0,
+        "train.final_eval_episodes": 1, "train.checkpoint_every": 100})
+    run_dir = RunDir(root / "pong-debug-run")
+    Trainer(cfg, run_dir, "cpu").run()
+    return run_dir.path

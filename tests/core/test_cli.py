@@ -1,0 +1,37 @@
+"""`twm describe` and argument errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from twm_core.cli import main, parse_overrides
+from twm_core.config import ConfigError
+
+
+def test_describe_json_reports_config_and_parameter_counts(capsys):
+    assert main(["describe", "--preset", "atari100k", "--game", "Pong", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["dyn"]["num_layers"] == 10 and out["num_actions"] == 6
+    p = out["parameters"]
+    assert p["observation_model"] == p["encoder"] + p["decoder"]
+    assert p["world_model"] == p["observation_model"] + p["dynamics_model"]
+    assert p["total"] == p["world_model"] + p["actor"] + p["critic"]
+    # actor: 1024→512→512→512→512→6 with biases
+    assert p["actor"] == (1024 * 512 + 512) + 3 * (512 * 512 + 512) + (512 * 6 + 6)
+
+
+def test_describe_text_lists_sections(capsys):
+    assert main(["describe", "--preset", "debug", "--game", "Catch", "--set", "dyn.num_layers=3"]) == 0
+    out = capsys.readouterr().out
+    assert "[dyn]" in out and "num_layers = 3" in out and "transformer" in out
+
+
+def test_bad_input_is_a_clean_error(capsys):
+    assert main(["describe", "--game", "NoSuchGame"]) == 2
+    assert "unknown game 'NoSuchGame'" in capsys.readouterr().err
+    assert main(["describe", "--set", "dyn.num_heads=-1"]) == 2
+    assert "dyn.num_heads" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        parse_overrides(["novalue"])

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from backend.jobs import JobManager
+from backend.registry import ModelRegistry
 from backend.routers import discover_routers
 from backend.settings import Settings
 from twm_core.config import ConfigError
@@ -22,10 +24,16 @@ logger = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the runs directory before the first request (job manager and model registry will start here)."""
+    """Create the runs directory, job manager and model registry; on shutdown the job monitor stops, jobs live on."""
     settings: Settings = app.state.settings
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    yield
+    app.state.jobs = JobManager(settings)
+    app.state.registry = ModelRegistry(settings)
+    app.state.jobs.start_monitor()
+    try:
+        yield
+    finally:
+        await app.state.jobs.stop_monitor()
 
 
 async def _config_error(request: Request, exc: Exception) -> JSONResponse:

@@ -24,7 +24,15 @@ class Settings(BaseSettings):
     device: str = "auto"
     """`auto` (CUDA when available, else CPU), `cpu`, `cuda` or `cuda:N`."""
     max_concurrent_jobs: int | None = None
-    """Training subprocesses allowed at once; None lets the job manager choose."""
+    """Training subprocesses allowed at once (extra jobs wait in the queue); None: one per GPU, or one on CPU."""
+    cancel_grace_seconds: float = 30.0
+    """After a cancel's SIGTERM, how long a job may take to checkpoint and exit before its group gets SIGKILL."""
+    job_poll_seconds: float = 1.0
+    """Interval of the job monitor (reaps ended subprocesses, enforces cancel grace, starts queued jobs)."""
+    events_poll_interval: float = 0.5
+    """Seconds between two reads of a live run's files in the server-sent events stream."""
+    python_executable: str | None = None
+    """Interpreter that runs `-m twm_core.cli train` for jobs; None: the backend's own (`sys.executable`)."""
     max_loaded_models: int = 4
     """Size of the LRU cache of eval-mode models kept in memory for rollouts and attention."""
 
@@ -39,6 +47,20 @@ class Settings(BaseSettings):
     def _at_least_one_model(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"max_loaded_models must be >= 1, got {value}")
+        return value
+
+    @field_validator("max_concurrent_jobs")
+    @classmethod
+    def _at_least_one_job(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"max_concurrent_jobs must be >= 1 (or unset), got {value}")
+        return value
+
+    @field_validator("cancel_grace_seconds", "job_poll_seconds", "events_poll_interval")
+    @classmethod
+    def _positive_seconds(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be > 0 seconds, got {value}")
         return value
 
     @model_validator(mode="after")

@@ -105,8 +105,8 @@ def _metrics_without_timing(run_dir: RunDir) -> list[dict]:
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):
-    overrides = {"train.total_steps": 160, "train.eval_episodes": 0, "train.final_eval_episodes": 0,
-                 "replay.prefill": 100}
+    overrides = {"train.total_steps": 140, "train.eval_episodes": 0, "train.final_eval_episodes": 0,
+                 "replay.prefill": 100, "train.pretrain_budget": 3000}
     runs = []
     for name in ("a", "b"):
         cfg = make_config("debug", "Catch", seed=7, overrides=overrides)

@@ -1,0 +1,439 @@
+"""Training jobs: `python -m twm_core.cli train` subprocesses, their records kept in SQLite.
+
+A job trains one run directory in one or more attempts: the first from scratch, later ones with
+`twm train --resume <run_dir>` after a cancel or a failure. Each attempt runs in its own process group
+(`start_new_session=True`), so a cancel signals the whole group and a backend restart or Ctrl-C leaves it alone.
+
+Job records live in `settings.jobs_db` (WAL mode, one connection per operation, one lock per manager), so a new
+`JobManager` on the same database picks up where the last one stopped: it reattaches to jobs whose process still
+lives and settles the others from their run's `status.json`. Nothing here imports FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from backend.settings import Settings
+from twm_core.config import make_config
+from twm_core.run_dir import LIVE_STATES, RunDir, new_run_id, pid_alive, read_status, write_status
+
+logger = logging.getLogger(__name__)
+
+JOB_STATES = ("queued", "running", "finished", "failed", "cancelled")
+ENDED_STATES = frozenset({"finished", "failed", "cancelled"})
+LOG_NAME = "train.log"
+"""Stdout and stderr of every attempt, appended, in the run directory."""
+LOG_TAIL_LINES = 40
+_DEVICE_RE = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT UNIQUE NOT NULL, run_id TEXT NOT NULL, run_dir TEXT NOT NULL,
+    game TEXT NOT NULL, preset TEXT NOT NULL, seed INTEGER NOT NULL, device TEXT NOT NULL, steps INTEGER,
+    overrides TEXT NOT NULL, cli_sets TEXT NOT NULL, total_steps INTEGER NOT NULL,
+    state TEXT NOT NULL, attempt INTEGER NOT NULL, pid INTEGER, run_device TEXT, exit_code INTEGER, error TEXT,
+    created_at REAL NOT NULL, queued_at REAL NOT NULL, started_at REAL, ended_at REAL,
+    cancel_requested_at REAL, killed_at REAL
+)"""
+
+
+class InvalidJob(ValueError):
+    """A job request that can never run (unknown game or preset, bad override, unavailable device)."""
+
+
+class JobNotFound(KeyError):
+    """No job has this id."""
+
+
+class JobConflict(RuntimeError):
+    """The job's state does not allow the operation (cancel an ended job, resume a finished one)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the run stands, from its status.json (`step` of `total_steps` env steps)."""
+
+    step: int
+    total_steps: int
+    fraction: float
+    phase: str | None
+    run_state: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job record plus the live progress of its run."""
+
+    job_id: str
+    run_id: str
+    run_dir: str
+    state: str
+    attempt: int
+    game: str
+    preset: str
+    seed: int
+    device: str
+    steps: int | None
+    overrides: dict[str, Any]
+    pid: int | None
+    exit_code: int | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    cancel_requested_at: float | None
+    progress: Progress
+
+
+class JobManager:
+    """Queue, start, watch, cancel and resume training subprocesses (thread-safe; `poll()` is one monitor tick)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db_path = settings.jobs_db
+        self.python = settings.python_executable or sys.executable
+        self._lock = threading.RLock()
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}  # our own children, by job id
+        self._gpus: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+        self.poll()  # reattach to live jobs, settle dead ones, start queued ones
+
+    # ------------------------------------------------------------------------------------------ public API
+    @property
+    def max_concurrent(self) -> int:
+        """`settings.max_concurrent_jobs`, else one job per GPU (one on a CPU-only machine)."""
+        return self.settings.max_concurrent_jobs or max(1, self._gpu_count())
+
+    def submit(self, game: str, preset: str, seed: int | None = None, steps: int | None = None,
+               device: str | None = None, overrides: dict[str, Any] | None = None) -> Job:
+        """Validate the request by building its config, record the job and start it if a slot is free."""
+        from twm_core.envs.games import resolve_game  # lazy: pulls in gymnasium and ALE
+
+        try:
+            game = resolve_game(game)
+        except ValueError as e:
+            raise InvalidJob(f"game: {e}") from e
+        seed = secrets.randbelow(2**31) if seed is None else seed  # a seed is always set, and saved
+        overrides = dict(overrides or {})
+        all_overrides = {**overrides, **({"train.total_steps": steps} if steps is not None else {})}
+        try:
+            cfg = make_config(preset, game, seed, all_overrides)
+            if cfg.env.game != game:  # overridden as `env.game`: must name a real game too
+                resolve_game(cfg.env.game)
+        except ValueError as e:  # ConfigError included
+            raise InvalidJob(str(e)) from e
+        device = device or self.settings.device
+        self._check_device(device)
+        # Pass the validated values, not the raw ones, so the subprocess builds exactly this config.
+        resolved = cfg.to_dict()
+        cli_sets = [f"{key}={_cli_value(_lookup(resolved, key))}" for key in overrides]
+        run_id = new_run_id(cfg.env.game, cfg.preset, cfg.seed)
+        now = time.time()
+        row = {
+            "job_id": uuid.uuid4().hex[:12], "run_id": run_id, "run_dir": str(self.settings.runs_dir / run_id),
+            "game": cfg.env.game, "preset": preset, "seed": cfg.seed, "device": device, "steps": steps,
+            "overrides": json.dumps(overrides), "cli_sets": json.dumps(cli_sets),
+            "total_steps": cfg.train.total_steps, "state": "queued", "attempt": 1, "created_at": now, "queued_at": now,
+        }
+        with self._lock:
+            with self._db() as db:
+                db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values()))
+            self._start_queued()
+            return self.get(row["job_id"])
+
+    def list_jobs(self) -> list[Job]:
+        """Every job, newest first."""
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC, seq DESC").fetchall()
+        return [_to_job(row) for row in rows]
+
+    def get(self, job_id: str) -> Job:
+        """The job `job_id`; raises `JobNotFound`."""
+        return _to_job(self._row(job_id))
+
+    def cancel(self, job_id: str) -> Job:
+        """Queued: cancelled at once. Running: SIGTERM to its group (SIGKILL after the grace period, in `poll`)."""
+        with self._lock:
+            row = self._row(job_id)
+            if row["state"] in ENDED_STATES:
+                raise JobConflict(f"job {job_id} already ended ({row['state']}): nothing to cancel")
+            now = time.time()
+            if row["state"] == "queued":
+                self._update(job_id, state="cancelled", ended_at=now)
+            elif row["cancel_requested_at"] is None:
+                self._update(job_id, cancel_requested_at=now)
+                if self._alive(row):
+                    _signal_group(row["pid"], signal.SIGTERM)  # the trainer checkpoints, then exits 'cancelled'
+            return self.get(job_id)
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a new attempt (`twm train --resume`) of a cancelled or failed job whose run has a checkpoint."""
+        from twm_core.checkpoint import latest_checkpoint  # lazy: imports torch
+
+        with self._lock:
+            row = self._row(job_id)
+            if row["state"] not in ("cancelled", "failed"):
+                raise JobConflict(f"job {job_id} is {row['state']}: only cancelled or failed jobs can be resumed")
+            if latest_checkpoint(RunDir(row["run_dir"])) is None:
+                raise JobConflict(f"job {job_id} has no checkpoint in {row['run_dir']} to resume from")
+            self._update(job_id, state="queued", attempt=row["attempt"] + 1, queued_at=time.time(), pid=None,
+                         run_device=None, exit_code=None, error=None, started_at=None, ended_at=None,
+                         cancel_requested_at=None, killed_at=None)
+            self._start_queued()
+            return self.get(job_id)
+
+    def poll(self) -> None:
+        """One monitor tick: reap ended processes, SIGKILL cancels past their grace, start queued jobs."""
+        with self._lock:
+            with self._db() as db:
+                running = db.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall()
+            for row in running:
+                self._check_running(row)
+            self._start_queued()
+
+    def start_monitor(self) -> None:
+        """Start polling every `settings.job_poll_seconds` on the running event loop (call from the app lifespan)."""
+        if self._task is None:
+            self._stopping = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._monitor(self._stopping), name="twm-job-monitor")
+
+    async def stop_monitor(self) -> None:
+        """Stop polling once the current tick is done; running jobs are left alone, so they outlive a restart."""
+        task, self._task = self._task, None
+        if task is not None and self._stopping is not None:
+            self._stopping.set()
+            await task
+
+    # ------------------------------------------------------------------------------------------ monitor
+    async def _monitor(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await asyncio.to_thread(self.poll)  # file and process checks stay off the event loop
+            except Exception:  # a bad tick must not end monitoring
+                logger.exception("job monitor tick failed")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.settings.job_poll_seconds)
+
+    def _check_running(self, row: sqlite3.Row) -> None:
+        proc = self._procs.get(row["job_id"])
+        if proc is not None:
+            code = proc.poll()
+            if code is None:
+                self._enforce_grace(row)
+            else:
+                del self._procs[row["job_id"]]
+                self._settle(row, code)
+        elif self._alive(row):  # reattached after a restart: not our child, so no exit code
+            self._enforce_grace(row)
+        else:
+            self._settle(row, None)
+
+    def _enforce_grace(self, row: sqlite3.Row) -> None:
+        asked, killed = row["cancel_requested_at"], row["killed_at"]
+        if asked is not None and killed is None and time.time() - asked >= self.settings.cancel_grace_seconds:
+            logger.warning("job %s ignored SIGTERM for %.0f s: SIGKILL", row["job_id"], time.time() - asked)
+            _signal_group(row["pid"], signal.SIGKILL)
+            self._update(row["job_id"], killed_at=time.time())
+
+    def _settle(self, row: sqlite3.Row, code: int | None) -> None:
+        """Final state of an ended attempt, from its exit code (None when unknown) and its run's status.json."""
+        run = RunDir(row["run_dir"])
+        status = _safe_status(run)
+        run_state = status.get("state")
+        error = None
+        if code in (0, None) and run_state == "finished":  # a cancel that came too late to stop it
+            state = "finished"
+        elif row["cancel_requested_at"] is not None or (code in (0, None) and run_state == "cancelled"):
+            state = "cancelled"
+            if row["killed_at"] is not None:
+                error = f"killed with SIGKILL {self.settings.cancel_grace_seconds:g} s after SIGTERM"
+        elif code == 0:
+            state = "finished"
+        else:
+            state = "failed"
+            if code is None:
+                how = f"process {row['pid']} ended while no backend watched it (exit code unknown)"
+            elif code < 0:
+                how = f"killed by signal {signal.Signals(-code).name}"
+            else:
+                how = f"exit code {code}"
+            error = f"{how}\n--- last {LOG_TAIL_LINES} lines of {LOG_NAME} ---\n{_tail(run.path / LOG_NAME)}"
+        if run_state in LIVE_STATES:  # the process died without saying so: the backend is now the status writer
+            with suppress(OSError, ValueError):
+                write_status(run, state=state, error=error)
+        self._update(row["job_id"], state=state, exit_code=code, error=error, ended_at=time.time())
+        logger.info("job %s (run %s) %s", row["job_id"], row["run_id"], state)
+
+    def _start_queued(self) -> None:
+        with self._db() as db:
+            running = db.execute("SELECT run_device FROM jobs WHERE state = 'running'").fetchall()
+            queued = db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY queued_at, seq").fetchall()
+        if not queued:
+            return
+        busy = [r["run_device"] for r in running]
+        for row in queued[: max(0, self.max_concurrent - len(busy))]:
+            device = self._assign_device(row["device"], busy)
+            busy.append(device)
+            self._start(row, device)
+
+    def _start(self, row: sqlite3.Row, device: str) -> None:
+        run = RunDir(row["run_dir"])
+        if row["attempt"] == 1:
+            args = ["--game", row["game"], "--preset", row["preset"], "--seed", str(row["seed"]),
+                    "--run-dir", str(run.path), "--device", device]
+            args += ["--steps", str(row["steps"])] if row["steps"] is not None else []
+            for pair in json.loads(row["cli_sets"]):
+                args += ["--set", pair]
+        else:
+            args = ["--resume", str(run.path), "--device", device]
+        command = [self.python, "-m", "twm_core.cli", "train", *args, "--no-progress"]
+        try:
+            run.create()
+            with open(run.path / LOG_NAME, "ab") as log:
+                log.write(f"=== job {row['job_id']} attempt {row['attempt']} at {time.ctime()}: "
+                          f"{shlex.join(command)}\n".encode())
+                log.flush()
+                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        except OSError as e:
+            now = time.time()
+            self._update(row["job_id"], state="failed", error=f"could not start {shlex.join(command)}: {e}",
+                         started_at=now, ended_at=now)
+            return
+        self._procs[row["job_id"]] = proc
+        self._update(row["job_id"], state="running", pid=proc.pid, run_device=device, started_at=time.time())
+        logger.info("job %s attempt %d started: pid %d", row["job_id"], row["attempt"], proc.pid)
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _alive(self, row: sqlite3.Row) -> bool:
+        """Whether the job's pid is alive and really its `twm_core.cli train` process (not a reused pid)."""
+        pid = row["pid"]
+        if not isinstance(pid, int) or not pid_alive(pid):
+            return False
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except FileNotFoundError:
+            return not Path("/proc/self").exists()
+        except OSError:
+            return True  # cannot tell: trust pid_alive
+        return "twm_core.cli" in argv and "train" in argv and row["run_dir"] in argv
+
+    def _check_device(self, device: str) -> None:
+        match = _DEVICE_RE.fullmatch(device)
+        if match is None or (match.group(1) != "cuda" and match.group(2) is not None):
+            raise InvalidJob(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        if match.group(1) == "cuda":
+            count = self._gpu_count()
+            if count == 0:
+                raise InvalidJob(f"device {device!r}: CUDA is not available on this server")
+            if match.group(2) is not None and int(match.group(2)) >= count:
+                raise InvalidJob(f"device {device!r}: this server has {count} CUDA device(s)")
+
+    def _assign_device(self, device: str, busy: list[str | None]) -> str:
+        """Spread `auto`/`cuda` jobs over the GPUs (the least busy one) when there are several."""
+        if device not in ("auto", "cuda") or self._gpu_count() < 2:
+            return device
+        return min((f"cuda:{i}" for i in range(self._gpu_count())), key=busy.count)
+
+    def _gpu_count(self) -> int:
+        if self._gpus is None:
+            import torch  # lazy: only to count GPUs, and only once
+
+            self._gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return self._gpus
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.db_path, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        try:
+            with conn:  # commit on success, roll back on error
+                yield conn
+        finally:
+            conn.close()
+
+    def _row(self, job_id: str) -> sqlite3.Row:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return row
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        with self._db() as db:
+            db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE job_id = ?",
+                       (*fields.values(), job_id))
+
+
+def _to_job(row: sqlite3.Row) -> Job:
+    status = _safe_status(RunDir(row["run_dir"]))
+    total = int(status.get("total_steps") or row["total_steps"])
+    step = int(status.get("step") or 0)
+    progress = Progress(step=step, total_steps=total, fraction=min(1.0, step / total) if total else 0.0,
+                        phase=status.get("phase"), run_state=status.get("state"))
+    columns = {f.name: row[f.name] for f in fields(Job) if f.name not in ("overrides", "progress")}
+    return Job(**columns, overrides=json.loads(row["overrides"]), progress=progress)
+
+
+def _safe_status(run: RunDir) -> dict[str, Any]:
+    try:
+        return read_status(run) or {}
+    except (OSError, ValueError):  # unreadable status must not break job listing
+        return {}
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    # start_new_session=True made the job's pid its process group id: signal the trainer and anything it spawned.
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except OSError as e:
+        return f"(no log: {e})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _lookup(config: dict[str, Any], key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _cli_value(value: Any) -> str:
+    """A config value as `--set key=value` text that `TWMConfig.with_overrides` parses back to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)

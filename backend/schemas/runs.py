@@ -1,0 +1,105 @@
+"""Response models of the runs API (`GET /api/runs...`): summaries, details, metric pages, scores, checkpoints.
+
+Times are unix seconds (floats), as in the run files themselves; steps are env steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+ScoreKind = Literal["train", "eval", "final_eval"]
+
+
+class CheckpointInfo(BaseModel):
+    """One checkpoint file of a run."""
+
+    step: int
+    name: str = Field(description="file name inside the run's ckpt/ folder, e.g. step_000000100.pt")
+    size_bytes: int
+    mtime: float
+
+
+class CheckpointList(BaseModel):
+    run_id: str
+    checkpoints: list[CheckpointInfo]
+
+
+class RunSummary(BaseModel):
+    """One row of the runs table: what the run is, how far it got, how well it plays."""
+
+    run_id: str
+    game: str | None = None
+    preset: str | None = None
+    seed: int | None = None
+    state: str = Field(description="status.json state; `failed` (with stale=true) when a live state's process is "
+                                   "gone; `unknown` before the first status.json")
+    stale: bool = False
+    phase: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    created: float = Field(description="config.json mtime: when the run was started")
+    updated: float | None = Field(None, description="when status.json was last written")
+    error: str | None = None
+    latest_eval_score: float | None = Field(None, description="mean score of the latest eval or final_eval")
+    latest_eval_step: int | None = None
+    num_checkpoints: int = 0
+
+
+class RunList(BaseModel):
+    runs: list[RunSummary]
+
+
+class ScoresSummary(BaseModel):
+    """Evaluation results (means over each evaluation's episodes) and training-episode counts."""
+
+    last_eval_mean: float | None = None
+    last_eval_step: int | None = None
+    best_eval_mean: float | None = None
+    best_eval_step: int | None = None
+    final_eval_mean: float | None = None
+    final_eval_step: int | None = None
+    final_eval_hns: float | None = Field(None, description="human-normalized final score (metric eval/final_hns)")
+    eval_hns: float | None = Field(None, description="human-normalized score of the latest eval (metric eval/hns)")
+    evaluations: int = 0
+    train_episodes: int = 0
+    last_train_score: float | None = None
+
+
+class RunDetail(RunSummary):
+    """Everything about one run except its full metric history."""
+
+    config: dict[str, Any]
+    status: dict[str, Any] | None
+    latest_metrics: dict[str, Any] = Field(description="the last logged value of every metric key")
+    last_metrics_step: int | None = None
+    checkpoints: list[CheckpointInfo]
+    scores: ScoresSummary
+
+
+class MetricsPage(BaseModel):
+    """Metric rows `{step, time?, <key>: value}` holding only the selected keys, downsampled."""
+
+    run_id: str
+    keys: list[str] = Field(description="the keys the rows were filtered to (all available ones when none asked)")
+    available_keys: list[str] = Field(description="every metric key of the run (under `prefix` when given)")
+    rows: list[dict[str, Any]]
+    total_rows: int = Field(description="matching rows before downsampling")
+    last_step: int | None = Field(None, description="step of the newest row in metrics.jsonl")
+    next_offset: int = Field(description="byte offset to pass as `offset` to fetch only rows written after these")
+
+
+class ScoreRow(BaseModel):
+    step: int
+    time: float | None = None
+    kind: str
+    score: float | None
+    length: int | None = None
+
+
+class ScoresPage(BaseModel):
+    run_id: str
+    kind: ScoreKind | None
+    rows: list[ScoreRow]
+    summary: ScoresSummary

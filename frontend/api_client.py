@@ -49,8 +49,9 @@ def _detail_message(response: httpx.Response) -> str:
 class BackendClient:
     """Synchronous client for the TWM backend; thread-safe, so one instance serves every Streamlit session."""
 
-    def __init__(self, base_url: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str | None = None, timeout: float = 10.0, model_timeout: float = 180.0) -> None:
         self.base_url = (base_url or backend_url()).rstrip("/")
+        self.model_timeout = model_timeout
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def close(self) -> None:
@@ -81,6 +82,63 @@ class BackendClient:
     def presets(self) -> list[dict[str, Any]]:
         """`GET /api/presets`: `[{"name", "description", "config"}, ...]`."""
         return self._request("GET", "/api/presets")["presets"]
+
+    # ---------------------------------------------------------------------------------------------- jobs
+    def jobs(self) -> list[dict[str, Any]]:
+        """`GET /api/jobs`: newest first; each with state, progress, pid, run_id, error."""
+        return self._request("GET", "/api/jobs")["jobs"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/jobs/{job_id}")
+
+    def create_job(self, game: str, preset: str, seed: int, steps: int | None = None, device: str = "auto",
+                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`POST /api/jobs`: start `twm train` on the backend; returns the job (job_id, run_id, state)."""
+        body = {"game": game, "preset": preset, "seed": seed, "steps": steps, "device": device,
+                "overrides": overrides or {}}
+        return self._request("POST", "/api/jobs", json=body)
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/jobs/{job_id}/cancel")
+
+    def resume_job(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/jobs/{job_id}/resume")
+
+    # ---------------------------------------------------------------------------------------------- runs
+    def runs(self) -> list[dict[str, Any]]:
+        """`GET /api/runs`: every run directory, newest first."""
+        return self._request("GET", "/api/runs")["runs"]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """`GET /api/runs/{run_id}`: config, status, latest metrics, checkpoints, scores summary."""
+        return self._request("GET", f"/api/runs/{run_id}")
+
+    def metrics(self, run_id: str, keys: list[str] | None = None, after_step: int | None = None,
+                max_points: int = 1000, prefix: str | None = None) -> dict[str, Any]:
+        """`GET /api/runs/{run_id}/metrics`: `rows` ({step, key: value}), `available_keys`, `last_step`."""
+        params: dict[str, Any] = {"max_points": max_points}
+        if keys:
+            params["keys"] = ",".join(keys)
+        if after_step is not None:
+            params["after_step"] = after_step
+        if prefix:
+            params["prefix"] = prefix
+        return self._request("GET", f"/api/runs/{run_id}/metrics", params=params)
+
+    def scores(self, run_id: str, kind: str | None = None) -> dict[str, Any]:
+        return self._request("GET", f"/api/runs/{run_id}/scores", params={"kind": kind} if kind else None)
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/api/runs/{run_id}/checkpoints")["checkpoints"]
+
+    # ---------------------------------------------------------------------------------------------- inspection
+    def imagine(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/runs/{run_id}/imagine` (model work: a longer timeout)."""
+        return self._request("POST", f"/api/runs/{run_id}/imagine", json=body, timeout=self.model_timeout)
+
+    def attention(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/runs/{run_id}/attention` (model work: a longer timeout)."""
+        return self._request("POST", f"/api/runs/{run_id}/attention", json=body, timeout=self.model_timeout)
 
 
 @st.cache_resource

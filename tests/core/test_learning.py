@@ -38,4 +38,4 @@ def test_catch_policy_beats_random_by_a_wide_margin(tmp_path):
     random = random_policy_mean(50, seed=1234)
     print(f"Catch, 50 episodes: trained {trained:.2f}, random {random:.2f} (perfect +5)")
     assert summary["eval/final_episodes"] == 50
-    assert trained >= random + 2.5, f"trained {trained:.2f} vs random {random:.2f}"
+    assert trained >= random + 2.0, f"trained {trained:.2f} vs random {random:.2f}"

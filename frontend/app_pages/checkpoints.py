@@ -1,0 +1,95 @@
+"""Checkpoints: every run on disk, and for the picked one its checkpoints, scores summary, status and config."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import streamlit as st
+
+from frontend.api_client import BackendError, get_client
+
+
+def _when(unix: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix)) if unix else ""
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per run."""
+    return [{
+        "run": run["run_id"], "game": run["game"], "preset": run["preset"], "seed": run["seed"], "state": run["state"],
+        "step": f"{run['step'] if run['step'] is not None else '–'}/{run['total_steps'] or '–'}",
+        "checkpoints": run["num_checkpoints"], "latest eval": run["latest_eval_score"],
+        "created": _when(run["created"]),
+    } for run in runs]
+
+
+def checkpoint_rows(checkpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per checkpoint: step, file, size in MB, time written."""
+    return [{"step": ckpt["step"], "file": ckpt["name"], "size (MB)": round(ckpt["size_bytes"] / 2**20, 2),
+             "written": _when(ckpt["mtime"])} for ckpt in checkpoints]
+
+
+def scores_summary(scores: dict[str, Any]) -> None:
+    """The evaluation results as metrics, with the raw summary below."""
+    cols = st.columns(4)
+    cols[0].metric("Final eval mean", _fmt(scores["final_eval_mean"]),
+                   help=f"at step {scores['final_eval_step']}" if scores["final_eval_step"] is not None else None)
+    cols[1].metric("Final HNS", _fmt(scores["final_eval_hns"], 3), help="human-normalized score")
+    cols[2].metric("Best eval mean", _fmt(scores["best_eval_mean"]),
+                   help=f"at step {scores['best_eval_step']}" if scores["best_eval_step"] is not None else None)
+    cols[3].metric("Training episodes", scores["train_episodes"])
+    with st.expander("Scores summary (JSON)"):
+        st.json(scores)
+
+
+def config_sections(config: dict[str, Any], status: dict[str, Any] | None) -> None:
+    """The resolved config, one expander per section, plus status.json and a download of config.json."""
+    for section, values in config.items():
+        with st.expander(f"`{section}`"):
+            if isinstance(values, dict | list):
+                st.json(values)
+            else:
+                st.code(repr(values), language=None)
+    if status is not None:
+        with st.expander("`status.json`"):
+            st.json(status)
+
+
+st.title("Checkpoints")
+client = get_client()
+try:
+    runs = client.runs()
+except BackendError as exc:
+    st.error(exc.message)
+    st.stop()
+if not runs:
+    st.info("No runs yet: start one on the Train page (or with `twm train` on the command line).")
+    st.stop()
+
+st.dataframe(run_rows(runs), hide_index=True)
+run_id = st.selectbox("Run", [run["run_id"] for run in runs], key="ckpt_run", help="Newest first")
+try:
+    detail = client.run(run_id)
+except BackendError as exc:
+    st.error(exc.message)
+    st.stop()
+
+st.markdown(f"**{run_id}** — {detail['state']} · step {detail['step']}/{detail['total_steps']} · "
+            f"{detail['game']} · preset `{detail['preset']}` · seed {detail['seed']}")
+st.subheader("Checkpoints")
+if detail["checkpoints"]:
+    st.dataframe(checkpoint_rows(detail["checkpoints"]), hide_index=True)
+else:
+    st.info("No checkpoints yet.")
+st.subheader("Scores")
+scores_summary(detail["scores"])
+st.subheader("Config")
+st.download_button("Download config.json", json.dumps(detail["config"], indent=2), file_name=f"{run_id}-config.json",
+                   mime="application/json")
+config_sections(detail["config"], detail["status"])

@@ -1,0 +1,200 @@
+"""The Train, Runs and Checkpoints pages through `AppTest`, against a real backend serving a copy of `debug_run`.
+
+Expected values are read from the run's own files; the Train test starts a real (tiny) job on Catch. It runs last
+because the run it creates becomes the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+FAST_OVERRIDES = "replay.prefill=100\ntrain.pretrain_budget=2000\ntrain.eval_episodes=0\ntrain.final_eval_episodes=0"
+MAKE_RUN_HINT = "start it with `make run`"
+
+PageApp = Callable[[str], AppTest]
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def file_points(run_dir: Path, key: str) -> list[tuple[float, float]]:
+    """`(step, value)` of `key` in file order (stable by step: a step may have two rows, pretrain then train)."""
+    return sorted(((row["step"], row[key]) for row in jsonl(run_dir / "metrics.jsonl") if key in row),
+                  key=lambda point: point[0])
+
+
+def charts(at: AppTest) -> dict[str, dict[str, Any]]:
+    """Every plotly chart on the page as its figure JSON, by its title."""
+    figures = [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+    return {figure["layout"]["title"]["text"]: figure for figure in figures}
+
+
+def trace_points(trace: dict[str, Any]) -> list[tuple[float, float]]:
+    return list(zip(trace["x"], trace["y"], strict=True))
+
+
+def texts(elements: Any) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+def ran_clean(at: AppTest) -> AppTest:
+    assert not at.exception, texts(at.exception)
+    return at
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+def test_navigation_registers_pages_and_shows_backend_url(dashboard_env: str) -> None:
+    at = ran_clean(AppTest.from_file(Path(__file__).parents[2] / "frontend" / "streamlit_app.py",
+                                     default_timeout=60).run())
+    assert at.title[0].value == "TWM dashboard"
+    assert dashboard_env in texts(at.sidebar.caption)
+    for page, title in [("app_pages/train.py", "Train"), ("app_pages/runs.py", "Runs"),
+                        ("app_pages/checkpoints.py", "Checkpoints")]:
+        at.switch_page(page).run()
+        assert ran_clean(at).title[0].value == title
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def test_runs_page_charts_the_run_metrics(page_app: PageApp, dashboard_env: str, debug_run: Path,
+                                          debug_run_id: str) -> None:
+    at = ran_clean(page_app("app_pages/runs.py").run())
+    picker = at.multiselect(key="run_pick")
+    assert debug_run_id in picker.options
+    assert picker.value == [debug_run_id]  # the newest run by default
+    status = json.loads((debug_run / "status.json").read_text())
+    assert f"**{debug_run_id}** — finished · step {status['step']}/{status['total_steps']}" in texts(at.markdown)
+
+    figures = charts(at)
+    for key in ("wm/dec_loss", "wm/z_pred_ce", "wm/reward_loss", "wm/discount_loss", "ac/actor_loss",
+                "ac/critic_loss", "ac/norm_ent", "ac/returns", "perf/env_steps_per_s", "perf/ram_mb"):
+        (trace,) = figures[key]["data"]
+        assert trace_points(trace) == file_points(debug_run, key), key
+    # The final evaluation (one Pong episode) is on the scores chart, its HNS on the secondary axis.
+    scores = {trace["name"]: trace for trace in figures["Scores"]["data"]}
+    final = file_points(debug_run, "eval/final_score_mean")
+    assert trace_points(scores[f"{debug_run_id} eval mean"]) == final
+    assert trace_points(scores[f"{debug_run_id} HNS"]) == file_points(debug_run, "eval/final_hns")
+    assert scores[f"{debug_run_id} HNS"]["yaxis"] == "y2"
+
+    # Any other logged key can be charted from the key picker.
+    extra = at.multiselect(key="extra_keys")
+    assert "replay/visit_entropy" in extra.options and "pretrain/wm/dec_loss" in extra.options
+    ran_clean(extra.set_value(["replay/visit_entropy"]).run())
+    (trace,) = charts(at)["replay/visit_entropy"]["data"]
+    assert trace_points(trace) == file_points(debug_run, "replay/visit_entropy")
+
+
+def test_runs_page_overlays_several_runs(page_app: PageApp, dashboard_env: str, runs_root: Path, debug_run: Path,
+                                         debug_run_id: str) -> None:
+    other = runs_root / f"{debug_run_id}-copy"
+    if not other.exists():  # metrics only: no checkpoints or replay needed; made older so the original stays newest
+        shutil.copytree(debug_run, other, ignore=shutil.ignore_patterns("ckpt", "replay"))
+        for path in other.iterdir():
+            os.utime(path, (time.time() - 3600, time.time() - 3600))
+    at = ran_clean(page_app("app_pages/runs.py").run())
+    ran_clean(at.multiselect(key="run_pick").set_value([debug_run_id, other.name]).run())
+    traces = charts(at)["wm/dec_loss"]["data"]
+    assert [trace["name"] for trace in traces] == [debug_run_id, other.name]
+    expected = file_points(debug_run, "wm/dec_loss")
+    assert all(trace_points(trace) == expected for trace in traces)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+def test_checkpoints_page_lists_checkpoints_scores_and_config(page_app: PageApp, dashboard_env: str,
+                                                              debug_run: Path, debug_run_id: str) -> None:
+    at = ran_clean(page_app("app_pages/checkpoints.py").run())
+    assert at.selectbox(key="ckpt_run").value == debug_run_id
+    runs_table, ckpt_table = (element.value for element in at.dataframe)
+    assert debug_run_id in list(runs_table["run"])
+    assert list(ckpt_table["step"]) == [100, 200]
+    assert list(ckpt_table["file"]) == sorted(p.name for p in (debug_run / "ckpt").glob("*.pt"))
+
+    final_score = jsonl(debug_run / "scores.jsonl")[-1]["score"]
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Final eval mean"] == f"{final_score:.1f}"
+    config = json.loads((debug_run / "config.json").read_text())
+    labels = [expander.label for expander in at.expander]
+    assert all(f"`{section}`" in labels for section in config)
+    assert "`status.json`" in labels
+    shown = [json.loads(element.proto.body) for element in at.json]
+    assert config["env"] in shown and config["train"] in shown
+
+
+# ------------------------------------------------------------------------------------------------ unreachable
+@pytest.mark.parametrize("page", ["app_pages/train.py", "app_pages/runs.py", "app_pages/checkpoints.py"])
+def test_pages_say_how_to_start_an_unreachable_backend(page_app: PageApp, unreachable_backend: str,
+                                                       page: str) -> None:
+    at = ran_clean(page_app(page).run(timeout=30))
+    assert MAKE_RUN_HINT in texts(at.error)
+    assert unreachable_backend in texts(at.error)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def fill_form(at: AppTest, overrides: str) -> AppTest:
+    at.selectbox(key="game").select("Catch")
+    at.selectbox(key="preset").select("debug")
+    at.selectbox(key="device").select("cpu")
+    at.number_input(key="steps").set_value(110)
+    at.text_area(key="overrides").input(overrides)
+    (submit,) = [button for button in at.button if button.label == "Start training"]
+    return ran_clean(submit.click().run())
+
+
+def test_train_form_shows_readable_errors(page_app: PageApp, dashboard_env: str) -> None:
+    at = ran_clean(page_app("app_pages/train.py").run())
+    games = at.selectbox(key="game").options
+    assert games.index("Catch") == 26 and games[:2] == ["Alien", "Amidar"]  # the Atari 100k 26 first, then Catch
+    fill_form(at, "train.no_such_key=1")
+    assert "HTTP 422" in texts(at.error) and "unknown config key: train.no_such_key" in texts(at.error)
+    fill_form(at, "train.eval_episodes=0\noops")
+    assert "Overrides line 2: expected `key=value`" in texts(at.error)
+    assert not at.success
+
+
+def wait_job(url: str, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=10).json()
+        if until(job) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
+
+
+def test_train_form_starts_a_job_that_can_be_cancelled_and_resumed(page_app: PageApp, dashboard_env: str) -> None:
+    at = ran_clean(page_app("app_pages/train.py").run())
+    fill_form(at, FAST_OVERRIDES)
+    assert not at.error, texts(at.error)
+    (job,) = httpx.get(f"{dashboard_env}/api/jobs", timeout=10).json()["jobs"]
+    assert (job["game"], job["preset"], job["steps"], job["device"]) == ("Catch", "debug", 110, "cpu")
+    assert job["overrides"] == {"replay.prefill": 100, "train.pretrain_budget": 2000, "train.eval_episodes": 0,
+                                "train.final_eval_episodes": 0}
+    assert f"Started job `{job['job_id']}`" in texts(at.success) and job["run_id"] in texts(at.success)
+    (table,) = (element.value for element in at.dataframe)
+    row = table.iloc[0]
+    assert (row["job"], row["run"], row["attempt"]) == (job["job_id"], job["run_id"], 1)
+    assert row["state"] in ("queued", "running")
+    assert at.selectbox(key="job_pick").value == job["job_id"]
+
+    # Cancel once the trainer reports (its SIGTERM handler is installed), then resume from its checkpoint.
+    wait_job(dashboard_env, job["job_id"], lambda j: j["progress"]["run_state"] is not None or j["state"] != "running")
+    ran_clean(at.button(key="cancel_job").click().run())
+    assert f"Cancel requested for job `{job['job_id']}`" in texts(at.success)
+    ended = wait_job(dashboard_env, job["job_id"], lambda j: j["state"] in ("finished", "failed", "cancelled"))
+    assert ended["state"] == "cancelled", ended  # 110 steps after a 2000-sample pretrain: seconds of work left
+    ran_clean(at.run())
+    assert at.dataframe[0].value.iloc[0]["state"] == "cancelled"
+    assert at.button(key="cancel_job").disabled and not at.button(key="resume_job").disabled
+    ran_clean(at.button(key="resume_job").click().run())
+    assert f"Resumed job `{job['job_id']}`: attempt 2" in texts(at.success)
+    httpx.post(f"{dashboard_env}/api/jobs/{job['job_id']}/cancel", timeout=10)  # the fixture kills what is left

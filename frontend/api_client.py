@@ -28,6 +28,11 @@ def backend_url() -> str:
     return os.environ.get("TWM_BACKEND_URL", DEFAULT_BACKEND_URL).rstrip("/")
 
 
+def api_token() -> str | None:
+    """The backend's API token from `TWM_API_TOKEN` (the variable the backend reads too); None when unset or empty."""
+    return os.environ.get("TWM_API_TOKEN") or None
+
+
 def _detail_message(response: httpx.Response) -> str:
     """The JSON `detail` of an error response, flattened for humans (422 gives a list of field errors)."""
     try:
@@ -49,10 +54,13 @@ def _detail_message(response: httpx.Response) -> str:
 class BackendClient:
     """Synchronous client for the TWM backend; thread-safe, so one instance serves every Streamlit session."""
 
-    def __init__(self, base_url: str | None = None, timeout: float = 10.0, model_timeout: float = 180.0) -> None:
+    def __init__(self, base_url: str | None = None, timeout: float = 10.0, model_timeout: float = 180.0,
+                 token: str | None = None) -> None:
+        """`token`: sent as `Authorization: Bearer <token>` on every call (none when None)."""
         self.base_url = (base_url or backend_url()).rstrip("/")
         self.model_timeout = model_timeout
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self._http.close()
@@ -142,6 +150,9 @@ class BackendClient:
 
 
 @st.cache_resource
-def get_client(base_url: str | None = None) -> BackendClient:
-    """The process-wide client (the only `st.cache_resource` in the app: httpx clients are thread-safe)."""
-    return BackendClient(base_url or backend_url())
+def get_client(base_url: str | None = None, token: str | None = None) -> BackendClient:
+    """The process-wide client (the only `st.cache_resource` in the app: httpx clients are thread-safe).
+
+    `base_url` and `token` default to `TWM_BACKEND_URL` and `TWM_API_TOKEN`.
+    """
+    return BackendClient(base_url or backend_url(), token=token or api_token())

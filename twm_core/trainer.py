@@ -203,7 +203,7 @@ class Trainer:
                                          t.pretrain_budget * t.pretrain_dyn_p, *args)
         pretrain.pretrain_actor_critic(self.wm, self.ac, self.ac_opt, self.replay, logits,
                                        t.pretrain_budget * t.pretrain_ac_p, *args)
-        self._log(prefix="pretrain/")
+        self.metrics.write(self.replay.size, self._pending_means(prefix="pretrain/"))
 
     def _collect(self) -> None:
         if self._state != "training":
@@ -276,11 +276,16 @@ class Trainer:
             total[0].add_(value.detach().float())
             total[1] += 1
 
-    def _log(self, prefix: str = "") -> None:
-        now, steps, train_steps = time.time(), self.replay.size, self.counters.train_steps
+    def _pending_means(self, prefix: str = "") -> dict[str, float | torch.Tensor]:
         values: dict[str, float | torch.Tensor] = {
             f"{prefix}{k}": total / count for k, (total, count) in self._pending.items() if count}
         self._pending.clear()
+        return values
+
+    def _log(self) -> None:
+        """One metrics row: the means of the training metrics since the last row, replay and performance."""
+        now, steps, train_steps = time.time(), self.replay.size, self.counters.train_steps
+        values = self._pending_means()
         last_time, last_steps, last_train = self._clock
         elapsed = max(now - last_time, 1e-9)
         values.update({

@@ -12,6 +12,7 @@ import streamlit as st
 
 from frontend import inspect_views as views
 from frontend.api_client import BackendError, get_client
+from frontend.widgets import checkpoint_picker, runs_or_stop
 
 RESULT = "attention_result"
 
@@ -21,28 +22,12 @@ st.caption("Attention weights of the action token a_t at an imagined step, per l
            "step relative to the query's.")
 
 client = get_client()
-try:
-    runs = client.runs()
-except BackendError as exc:
-    st.error(exc.message)
-    st.stop()
-if not runs:
-    st.info("No runs yet: start one on the Train page.")
-    st.stop()
+runs = runs_or_stop(client)
 
 # ---------------------------------------------------------------------------------------------- controls
 col_run, col_ckpt, col_seed = st.columns([2, 1, 1])
 run_id = col_run.selectbox("Run", [r["run_id"] for r in runs], key="attention_run")
-try:
-    steps = [c["step"] for c in client.checkpoints(run_id)]
-except BackendError as exc:
-    st.error(exc.message)
-    st.stop()
-if not steps:
-    st.warning(f"Run `{run_id}` has no checkpoint yet.")
-    st.stop()
-checkpoint = col_ckpt.selectbox("Checkpoint", ["latest", *sorted(steps, reverse=True)], key="attention_checkpoint",
-                                format_func=lambda c: c if c == "latest" else f"step {c}")
+checkpoint = checkpoint_picker(client, run_id, col_ckpt, "attention_checkpoint")
 seed = col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="attention_seed")
 
 col_start, col_k, col_q, col_layer = st.columns([2, 1, 1, 1])

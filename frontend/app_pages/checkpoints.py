@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from frontend.api_client import BackendError, get_client
+from frontend.widgets import runs_or_stop
 
 
 def _when(unix: float | None) -> str:
@@ -63,14 +64,7 @@ def config_sections(config: dict[str, Any], status: dict[str, Any] | None) -> No
 
 st.title("Checkpoints")
 client = get_client()
-try:
-    runs = client.runs()
-except BackendError as exc:
-    st.error(exc.message)
-    st.stop()
-if not runs:
-    st.info("No runs yet: start one on the Train page (or with `twm train` on the command line).")
-    st.stop()
+runs = runs_or_stop(client, "No runs yet: start one on the Train page (or with `twm train` on the command line).")
 
 st.dataframe(run_rows(runs), hide_index=True)
 run_id = st.selectbox("Run", [run["run_id"] for run in runs], key="ckpt_run", help="Newest first")

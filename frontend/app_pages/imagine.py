@@ -12,6 +12,7 @@ import streamlit as st
 
 from frontend import inspect_views as views
 from frontend.api_client import BackendError, get_client
+from frontend.widgets import checkpoint_picker, runs_or_stop
 
 ROLLOUT = "imagine_rollout"  # the last response, with the request that made it
 STEP = "imagine_step"  # the scrubber position (the slider's key)
@@ -22,29 +23,13 @@ st.caption("Imagined trajectories of a checkpoint's world model from a real star
            "discount γ̂.")
 
 client = get_client()
-try:
-    runs = client.runs()
-except BackendError as exc:
-    st.error(exc.message)
-    st.stop()
-if not runs:
-    st.info("No runs yet: start one on the Train page.")
-    st.stop()
+runs = runs_or_stop(client)
 
 # ---------------------------------------------------------------------------------------------- controls
 run_ids = [r["run_id"] for r in runs]
 col_run, col_ckpt, col_seed = st.columns([2, 1, 1])
 run_id = col_run.selectbox("Run", run_ids, key="imagine_run")
-try:
-    steps = [c["step"] for c in client.checkpoints(run_id)]
-except BackendError as exc:
-    st.error(exc.message)
-    st.stop()
-if not steps:
-    st.warning(f"Run `{run_id}` has no checkpoint yet.")
-    st.stop()
-checkpoint = col_ckpt.selectbox("Checkpoint", ["latest", *sorted(steps, reverse=True)], key="imagine_checkpoint",
-                                format_func=lambda c: c if c == "latest" else f"step {c}")
+checkpoint = checkpoint_picker(client, run_id, col_ckpt, "imagine_checkpoint")
 seed = col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="imagine_seed")
 
 col_start, col_k, col_h = st.columns([2, 1, 1])

@@ -12,6 +12,7 @@ import streamlit as st
 
 from frontend import inspect_views as views
 from frontend.api_client import BackendError, get_client
+from frontend.widgets import checkpoint_picker, runs_or_stop
 
 GAME = "play_game"  # {"run_id", "checkpoint", "seed", "policy_steps", "meanings", "start_frame", "actions", "rollout"}
 
@@ -20,27 +21,11 @@ st.caption("Play inside the world model: start from a real frame, then pick each
            "the next frame, the reward r̂ and the discount γ̂.")
 
 client = get_client()
-try:
-    runs = client.runs()
-except BackendError as exc:
-    st.error(exc.message)
-    st.stop()
-if not runs:
-    st.info("No runs yet: start one on the Train page.")
-    st.stop()
+runs = runs_or_stop(client)
 
 col_run, col_ckpt, col_seed, col_k = st.columns([2, 1, 1, 1])
 run_id = col_run.selectbox("Run", [r["run_id"] for r in runs], key="play_run")
-try:
-    steps = [c["step"] for c in client.checkpoints(run_id)]
-except BackendError as exc:
-    st.error(exc.message)
-    st.stop()
-if not steps:
-    st.warning(f"Run `{run_id}` has no checkpoint yet.")
-    st.stop()
-checkpoint = col_ckpt.selectbox("Checkpoint", ["latest", *sorted(steps, reverse=True)], key="play_checkpoint",
-                                format_func=lambda c: c if c == "latest" else f"step {c}")
+checkpoint = checkpoint_picker(client, run_id, col_ckpt, "play_checkpoint")
 seed = col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="play_seed")
 policy_steps = col_k.number_input("Policy steps before", min_value=0, max_value=2000, value=0, step=1,
                                   key="play_k")

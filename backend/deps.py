@@ -1,10 +1,13 @@
-"""Request dependencies: the objects `create_app` keeps in `app.state`, as `Annotated` types for route signatures."""
+"""Request dependencies: the objects `create_app` keeps in `app.state`, as `Annotated` types for route signatures,
+and `require_token`, the API-token check `create_app` puts on every router but the health check."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from backend.jobs import JobManager
 from backend.registry import ModelRegistry
@@ -27,6 +30,26 @@ def get_registry(request: Request) -> ModelRegistry:
     """The app's model registry (created in the lifespan)."""
     registry: ModelRegistry = request.app.state.registry
     return registry
+
+
+# auto_error=False: a missing header is our 401 below (with the same message as a wrong token), not FastAPI's.
+_bearer = HTTPBearer(auto_error=False, description="`TWM_API_TOKEN`, when the backend has one")
+
+
+def require_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries `Authorization: Bearer <settings.api_token>`; a no-op when no token is set."""
+    expected: str | None = request.app.state.settings.api_token
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    # compare_digest: the time taken does not tell how many leading characters of a guess were right.
+    if not secrets.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing or invalid API token (Authorization: Bearer <TWM_API_TOKEN>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -43,6 +43,7 @@ LOG_NAME = "train.log"
 """Stdout and stderr of every attempt, appended, in the run directory."""
 LOG_TAIL_LINES = 40
 _DEVICE_RE = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
+_MAX_INT = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -144,12 +145,18 @@ class JobManager:
             cfg = make_config(preset, game, seed, all_overrides)
             if cfg.env.game != game:  # overridden as `env.game`: must name a real game too
                 resolve_game(cfg.env.game)
-        except ValueError as e:  # ConfigError included
+        except (ValueError, OverflowError) as e:  # ConfigError included; int("1e400") overflows
             raise InvalidJob(str(e)) from e
+        resolved = cfg.to_dict()
+        sections = [key for key in overrides if isinstance(_lookup(resolved, key), dict)]
+        if sections:  # a whole section would reset the preset's other fields, and `--set` cannot pass it on
+            raise InvalidJob(f"overrides name config sections, not fields: {sections} (use e.g. 'train.total_steps')")
+        for name, value in (("seed", cfg.seed), ("train.total_steps", cfg.train.total_steps)):
+            if not 0 <= value <= _MAX_INT:  # SQLite stores signed 64-bit integers, torch seeds fit in them too
+                raise InvalidJob(f"{name} must lie in [0, {_MAX_INT}], got {value}")
         device = device or self.settings.device
         self._check_device(device)
         # Pass the validated values, not the raw ones, so the subprocess builds exactly this config.
-        resolved = cfg.to_dict()
         cli_sets = [f"{key}={_cli_value(_lookup(resolved, key))}" for key in overrides]
         run_id = new_run_id(cfg.env.game, cfg.preset, cfg.seed)
         now = time.time()

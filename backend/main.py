@@ -2,6 +2,11 @@
 
 No module-level app or settings: `create_app(settings)` builds everything and keeps it in `app.state`,
 so tests run any number of isolated apps side by side.
+
+Authentication is one dependency, `require_token`, put on every router but the health check: with
+`settings.api_token` set, each `/api/*` call but `GET /api/health` needs `Authorization: Bearer <token>`. The
+OpenAPI schema and the `/docs` page stay open: they describe the API and hold no data (their "Authorize" button
+takes the token).
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from backend.deps import require_token
 from backend.jobs import JobManager
 from backend.registry import ModelRegistry
-from backend.routers import discover_routers
+from backend.routers import discover_routers, health
 from backend.settings import Settings
 from twm_core.config import ConfigError
 
@@ -42,8 +48,17 @@ async def _config_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the server log only; the caller gets the exception's type and first line.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(status_code=500, content={"detail": f"internal error: {type(exc).__name__}: {exc}"})
+    detail = f"internal error: {type(exc).__name__}: {_first_line(exc)}"
+    return JSONResponse(status_code=500, content={"detail": detail})
+
+
+def _first_line(exc: Exception, limit: int = 300) -> str:
+    """The message up to its first line break (and before any traceback text an exception may carry), capped."""
+    text = str(exc).split("Traceback (most recent call last)", 1)[0].strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,5 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ConfigError, _config_error)
     app.add_exception_handler(Exception, _unhandled_error)
     for router in discover_routers():
-        app.include_router(router, prefix="/api")
+        # Health stays open for liveness probes (docker's healthcheck, `make run`); the rest needs the token if set.
+        guard = [] if router is health.router else [Depends(require_token)]
+        app.include_router(router, prefix="/api", dependencies=guard)
     return app

@@ -158,12 +158,15 @@ class ModelRegistry:
         missing = [key for key in ("config", "num_actions", "world_model", "actor_critic") if key not in state]
         if missing:
             raise CheckpointError(f"{path}: checkpoint lacks {missing}")
-        cfg = TWMConfig.from_dict(state["config"])
-        num_actions = int(state["num_actions"])
-        wm = WorldModel(cfg, num_actions)
-        ac = ActorCritic(cfg.ac, num_actions, wm.z_dim, wm.h_dim)
-        wm.load_state_dict(state["world_model"])
-        ac.load_state_dict(state["actor_critic"])
+        try:  # a file torch can read may still hold a bad config or weights that do not fit: not a server fault
+            cfg = TWMConfig.from_dict(state["config"])
+            num_actions = int(state["num_actions"])
+            wm = WorldModel(cfg, num_actions)
+            ac = ActorCritic(cfg.ac, num_actions, wm.z_dim, wm.h_dim)
+            wm.load_state_dict(state["world_model"])
+            ac.load_state_dict(state["actor_critic"])
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:  # ConfigError is a ValueError
+            raise CheckpointError(f"{path}: cannot rebuild the model ({type(exc).__name__}: {exc})") from exc
         wm.to(device).eval().requires_grad_(False)
         ac.to(device).eval().requires_grad_(False)
         replay_state = state.get("replay")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,12 +35,21 @@ class Settings(BaseSettings):
     """Interpreter that runs `-m twm_core.cli train` for jobs; None: the backend's own (`sys.executable`)."""
     max_loaded_models: int = 4
     """Size of the LRU cache of eval-mode models kept in memory for rollouts and attention."""
+    api_token: str | None = Field(default=None, repr=False)
+    """When set, every endpoint but `GET /api/health` wants `Authorization: Bearer <api_token>` (401 otherwise).
+    None (or empty): no authentication, fit only for the default bind to 127.0.0.1."""
 
     @field_validator("runs_dir")
     @classmethod
     def _absolute_runs_dir(cls, value: Path) -> Path:
         # Resolve once, so job subprocesses and API responses agree whatever their working directory.
         return value.expanduser().resolve()
+
+    @field_validator("api_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: str | None) -> str | None:
+        # `TWM_API_TOKEN=` (set but empty) must not turn on a token that an empty header would match.
+        return value or None
 
     @field_validator("max_loaded_models")
     @classmethod

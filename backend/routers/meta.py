@@ -1,39 +1,14 @@
-"""Facts about the server itself: `GET /api/health`, `GET /api/presets`, `GET /api/games`."""
+"""What the server can train: `GET /api/presets`, `GET /api/games` (the health check is `health.py`)."""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from backend.settings import Settings
 from twm_core.config import PRESETS, make_config
 
 router = APIRouter(tags=["meta"])
-
-
-def _package_version() -> str:
-    try:
-        return version("twm")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
-
-
-@router.get("/health")
-def health(request: Request) -> dict[str, Any]:
-    """Liveness plus the device models will be served on and where runs are read from."""
-    import torch  # lazy: keeps `import backend.main` cheap for tools that only need the app object
-
-    settings: Settings = request.app.state.settings
-    device = settings.resolved_device()
-    return {
-        "status": "ok",
-        "version": _package_version(),
-        "device": "cuda" if device.startswith("cuda") else "cpu",
-        "cuda_available": torch.cuda.is_available(),
-        "runs_dir": str(settings.runs_dir),
-    }
 
 
 @router.get("/presets")

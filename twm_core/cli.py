@@ -191,9 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from twm_core.checkpoint import CheckpointError
+
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"twm: error: {e}", file=sys.stderr)
         return 2
 

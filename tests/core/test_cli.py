@@ -35,3 +35,18 @@ def test_bad_input_is_a_clean_error(capsys):
     assert "dyn.num_heads" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         parse_overrides(["novalue"])
+
+
+def test_eval_prints_raw_and_human_normalized_scores(debug_run, capsys):
+    assert main(["eval", str(debug_run), "--episodes", "1", "--checkpoint", "100", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Pong: 1 episodes at step 100" in out
+    lines = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()[1:] if line.strip()}
+    from twm_core.evaluation import human_normalized
+    assert -21 <= lines["score_mean"] <= 21
+    assert lines["hns"] == pytest.approx(human_normalized("Pong", lines["score_mean"]), rel=1e-3, abs=1e-4)
+
+
+def test_eval_of_a_missing_checkpoint_is_a_clean_error(debug_run, capsys):
+    assert main(["eval", str(debug_run), "--checkpoint", "999"]) == 2
+    assert "999" in capsys.readouterr().err

@@ -30,24 +30,25 @@ def _inputs(batch, time, seed=1, done_p=0.2):
     return z, a, r, d
 
 
-def _incremental(model, z, a, r, d, return_attention=False):
+def _incremental(model, z, a, r, d, return_attention=False, kv_cache=True):
     memory, outs = None, []
     for t in range(z.shape[1]):
         prev_r = None if t == 0 else r[:, t - 1:t]
         prev_d = None if t == 0 else d[:, t - 1:t]
-        out, memory = model.step(memory, z[:, t:t + 1], a[:, t:t + 1], prev_r, prev_d, return_attention)
+        out, memory = model.step(memory, z[:, t:t + 1], a[:, t:t + 1], prev_r, prev_d, return_attention, kv_cache)
         outs.append(out)
     return outs
 
 
+@pytest.mark.parametrize("kv_cache", [True, False])
 @pytest.mark.parametrize(("memory_length", "time", "input_rewards"),
                          [(8, 6, True), (3, 10, True), (16, 17, True), (4, 9, False)])
-def test_incremental_equals_parallel(memory_length, time, input_rewards):
+def test_incremental_equals_parallel(memory_length, time, input_rewards, kv_cache):
     model = _model(memory_length, input_rewards)
     z, a, r, d = _inputs(4, time)
     with torch.no_grad():
         parallel = model(z, a, r, d)
-        steps = _incremental(model, z, a, r, d)
+        steps = _incremental(model, z, a, r, d, kv_cache=kv_cache)
     for name in ("hidden", "z_logits", "reward", "discount_logit"):
         inc = torch.cat([getattr(o, name) for o in steps], dim=1)
         diff = (inc - getattr(parallel, name)).abs().max().item()
@@ -61,8 +62,23 @@ def test_memory_is_bounded_and_detached():
     for t in range(12):
         _, memory = model.step(memory, z[:, t:t + 1], a[:, t:t + 1], None if t == 0 else r[:, t - 1:t],
                                None if t == 0 else d[:, t - 1:t])
-    assert all(h.shape[1] == 3 * 3 + 2 and not h.requires_grad for h in memory.hidden)
-    assert len(memory.hidden) == model.cfg.num_layers and memory.dones.shape == (2, 4)
+    assert memory.num_tokens == 3 * 3 + 2
+    assert all(not t.requires_grad for k, v in memory.layers for t in (k, v))
+    assert len(memory.layers) == model.cfg.num_layers and memory.dones.shape == (2, 4)
+
+
+def test_kv_cache_computes_the_plain_path_function():
+    """Fast path (cached keys/values) vs the reference's re-projected layer inputs, on fresh random inputs, with
+    a memory shorter than the sequence so that trimming is exercised."""
+    model = _model(memory_length=3, seed=5)
+    z, a, r, d = _inputs(3, 12, seed=9, done_p=0.3)
+    with torch.no_grad():
+        fast = _incremental(model, z, a, r, d, return_attention=True, kv_cache=True)
+        plain = _incremental(model, z, a, r, d, return_attention=True, kv_cache=False)
+    for f, p in zip(fast, plain, strict=True):
+        for name in ("hidden", "z_logits", "reward", "discount_logit", "attention"):
+            diff = (getattr(f, name) - getattr(p, name)).abs().max().item()
+            assert diff <= 1e-5, f"{name}: {diff}"
 
 
 def test_future_tokens_do_not_change_outputs():

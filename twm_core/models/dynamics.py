@@ -23,7 +23,7 @@ from torch import nn
 
 from twm_core.config import DynamicsConfig
 from twm_core.models.layers import MLP, RELU_GAIN, init_layer_
-from twm_core.models.transformer_xl import TransformerXL
+from twm_core.models.transformer_xl import Memory, TransformerXL
 
 
 @dataclass
@@ -49,17 +49,26 @@ class DynamicsOutput:
 
 @dataclass
 class DynamicsMemory:
-    """State of the incremental path: each layer's inputs over the last tokens, and the done flags of the steps
-    whose reward token is in the window.
+    """State of the incremental path: per layer the cached keys and values of the last tokens (or, on the plain
+    path, the layer's inputs as the reference keeps them), and the done flags of the steps whose reward token is
+    in the window.
 
-    Shapes: hidden L × (B, N_mem, D); dones (B, n) bool
+    Shapes: layers L × ((B, N_mem, H, E), (B, N_mem, H, E)) or L × (B, N_mem, D); dones (B, n) bool
     """
 
-    hidden: list[torch.Tensor]
+    layers: list[Memory]
     dones: torch.Tensor
 
+    @property
+    def num_tokens(self) -> int:
+        first = self.layers[0]
+        return (first[0] if isinstance(first, tuple) else first).shape[1]
+
     def index(self, rows: torch.Tensor) -> DynamicsMemory:
-        return DynamicsMemory([h[rows] for h in self.hidden], self.dones[rows])
+        def pick(m: Memory) -> Memory:
+            return (m[0][rows], m[1][rows]) if isinstance(m, tuple) else m[rows]
+
+        return DynamicsMemory([pick(m) for m in self.layers], self.dones[rows])
 
 
 def attention_mask(num_queries: int, num_keys: int, tokens_per_step: int, memory_length: int,
@@ -153,9 +162,10 @@ class DynamicsModel(nn.Module):
 
     def step(self, memory: DynamicsMemory | None, z: torch.Tensor, actions: torch.Tensor,
              prev_rewards: torch.Tensor | None = None, prev_dones: torch.Tensor | None = None,
-             return_attention: bool = False) -> tuple[DynamicsOutput, DynamicsMemory]:
+             return_attention: bool = False, kv_cache: bool = True) -> tuple[DynamicsOutput, DynamicsMemory]:
         """Incremental path: one new step. The first call (memory None) feeds (z, a); later calls feed the previous
-        step's reward and done with the new (z, a), i.e. tokens (r_{t-1}, z_t, a_t).
+        step's reward and done with the new (z, a), i.e. tokens (r_{t-1}, z_t, a_t). `kv_cache` keeps keys and
+        values instead of re-projecting the remembered layer inputs (the reference); both compute the same function.
 
         Shapes: z (B, 1, C·K), actions (B, 1), prev_rewards (B, 1), prev_dones (B, 1) bool
         -> DynamicsOutput (T = 1), DynamicsMemory
@@ -175,9 +185,9 @@ class DynamicsModel(nn.Module):
                 parts.insert(0, self.r_embed(prev_rewards[..., None]))  # (B, 1, D)
             tokens = torch.cat(parts, dim=1)  # (B, M, D)
             dones = torch.cat([memory.dones, prev_dones.bool()], dim=1)[:, -(self.cfg.memory_length + 1):]
-        num_keys = tokens.shape[1] + (0 if memory is None else memory.hidden[0].shape[1])
+        num_keys = tokens.shape[1] + (0 if memory is None else memory.num_tokens)
         mask = attention_mask(tokens.shape[1], num_keys, self.tokens_per_step, self.cfg.memory_length, dones)
-        out, hidden_memory, attention = self.transformer(
-            tokens, mask, None if memory is None else memory.hidden, self.memory_tokens)
+        out, layer_memory, attention = self.transformer(
+            tokens, mask, None if memory is None else memory.layers, self.memory_tokens, kv_cache=kv_cache)
         output = self._heads(out[:, -1:], attention if return_attention else None)  # h at a_t
-        return output, DynamicsMemory(hidden_memory, dones)
+        return output, DynamicsMemory(layer_memory, dones)

@@ -20,6 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+KeyValue = tuple[torch.Tensor, torch.Tensor]
+Memory = torch.Tensor | KeyValue
+"""One layer's memory: its earlier inputs (B, N, D), or their keys and values ((B, N, H, E), (B, N, H, E))."""
+
 
 def sinusoidal_table(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
     """Sinusoidal encodings of positions 0..length-1: sin on even, cos on odd channels.
@@ -56,25 +60,31 @@ class RelativeMultiheadSelfAttention(nn.Module):
         self.out_proj = nn.Linear(num_heads * head_dim, dim, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor | None, pos: torch.Tensor, u_bias: torch.Tensor,
-                v_bias: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attend from the tokens `x` to `memory` + `x`.
+    def forward(self, x: torch.Tensor, memory: Memory | None, pos: torch.Tensor, u_bias: torch.Tensor,
+                v_bias: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, KeyValue]:
+        """Attend from the tokens `x` to the memory + `x`.
 
-        Shapes: x (B, T, D), memory (B, S-T, D) or None, pos (S, D) encodings of distances 0..S-1,
-        u_bias/v_bias (H, E), mask (B, T, S) bool, True = blocked -> out (B, T, D), attention (B, H, T, S)
+        The memory is either the layer's earlier inputs (the reference: their keys and values are projected
+        again) or their cached keys and values (fast path: exact, since a key or value depends only on its
+        token's input, and the relative-position term only on the query and the distance).
+        Shapes: x (B, T, D), memory (B, S-T, D) or ((B, S-T, H, E), (B, S-T, H, E)) or None, pos (S, D) encodings
+        of distances 0..S-1, u_bias/v_bias (H, E), mask (B, T, S) bool, True = blocked
+        -> out (B, T, D), attention (B, H, T, S), keys and values of all S tokens ((B, S, H, E) each)
         """
         batch, num_queries, _ = x.shape
-        source = x if memory is None or memory.shape[1] == 0 else torch.cat([memory, x], dim=1)  # (B, S, D)
-        num_keys = source.shape[1]
-        inner = self.num_heads * self.head_dim
+        heads, head_dim = self.num_heads, self.head_dim
+        inner = heads * head_dim
         weight = self.qkv_proj.weight  # one fused projection, as the reference; q only for the new tokens
-        q = F.linear(x, weight[:inner])  # (B, T, H·E)
-        kv = F.linear(source, weight[inner:])  # (B, S, 2·H·E)
-        k, v = kv.chunk(2, dim=-1)
-        q = q.view(batch, num_queries, self.num_heads, self.head_dim)  # (B, T, H, E)
-        k = k.view(batch, num_keys, self.num_heads, self.head_dim)  # (B, S, H, E)
-        v = v.view(batch, num_keys, self.num_heads, self.head_dim)  # (B, S, H, E)
-        r = self.pos_proj(pos).view(num_keys, self.num_heads, self.head_dim)  # (S, H, E), row p = distance p
+        q = F.linear(x, weight[:inner]).view(batch, num_queries, heads, head_dim)  # (B, T, H, E)
+        if isinstance(memory, tuple):  # cached keys and values: project the new tokens only
+            k_new, v_new = F.linear(x, weight[inner:]).view(batch, num_queries, 2, heads, head_dim).unbind(2)
+            k, v = torch.cat([memory[0], k_new], dim=1), torch.cat([memory[1], v_new], dim=1)  # (B, S, H, E)
+        else:
+            source = x if memory is None or memory.shape[1] == 0 else torch.cat([memory, x], dim=1)  # (B, S, D)
+            kv = F.linear(source, weight[inner:])  # (B, S, 2·H·E)
+            k, v = (t.view(batch, source.shape[1], heads, head_dim) for t in kv.chunk(2, dim=-1))  # (B, S, H, E)
+        num_keys = k.shape[1]
+        r = self.pos_proj(pos).view(num_keys, heads, head_dim)  # (S, H, E), row p = distance p
 
         content = torch.einsum("bthe,bshe->bhts", q + u_bias, k)  # (B, H, T, S)
         by_distance = torch.einsum("bthe,phe->bhtp", q + v_bias, r)  # (B, H, T, S) indexed by distance
@@ -85,8 +95,8 @@ class RelativeMultiheadSelfAttention(nn.Module):
         scores = scores.masked_fill(mask[:, None], float("-inf"))
         attention = scores.softmax(dim=-1)  # (B, H, T, S)
         context = torch.einsum("bhts,bshe->bthe", self.dropout(attention), v)  # (B, T, H, E)
-        out = self.out_proj(context.reshape(batch, num_queries, self.num_heads * self.head_dim))  # (B, T, D)
-        return out, attention
+        out = self.out_proj(context.reshape(batch, num_queries, inner))  # (B, T, D)
+        return out, attention, (k, v)
 
 
 class TransformerXLLayer(nn.Module):
@@ -102,12 +112,12 @@ class TransformerXLLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor | None, pos: torch.Tensor, u_bias: torch.Tensor,
-                v_bias: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attn_out, attention = self.self_attn(x, memory, pos, u_bias, v_bias, mask)
+    def forward(self, x: torch.Tensor, memory: Memory | None, pos: torch.Tensor, u_bias: torch.Tensor,
+                v_bias: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, KeyValue]:
+        attn_out, attention, kv = self.self_attn(x, memory, pos, u_bias, v_bias, mask)
         x = self.norm1(x + self.dropout(attn_out))
         ff = self.dropout(self.linear2(self.dropout(F.silu(self.linear1(x)))))
-        return self.norm2(x + ff), attention
+        return self.norm2(x + ff), attention, kv
 
 
 class TransformerXL(nn.Module):
@@ -131,26 +141,29 @@ class TransformerXL(nn.Module):
             self.pos_table = sinusoidal_table(2 * length, self.dim, self.pos_table.device)
         return self.pos_table[:length]
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, memory: list[torch.Tensor] | None = None,
-                memory_tokens: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, memory: list[Memory] | None = None,
+                memory_tokens: int = 0, kv_cache: bool = True
+                ) -> tuple[torch.Tensor, list[Memory], torch.Tensor]:
         """Run all layers over the new tokens `x`, attending to `memory` as well.
 
-        Returns the outputs, the new memory (each layer's inputs over the last `memory_tokens` tokens, detached)
-        and the attention weights of every layer (softmax before dropout).
-        Shapes: x (B, T, D), mask (B, T, S), memory L × (B, S-T, D) -> (B, T, D), L × (B, ≤memory_tokens, D),
-        (B, L, H, T, S)
+        Returns the outputs, the new memory over the last `memory_tokens` tokens (detached; per layer its cached
+        keys and values with `kv_cache`, else its inputs as the reference keeps them) and the attention weights of
+        every layer (softmax before dropout).
+        Shapes: x (B, T, D), mask (B, T, S), memory L × memory entries of S-T tokens -> (B, T, D),
+        L × entries of ≤ memory_tokens tokens, (B, L, H, T, S)
         """
         num_keys = mask.shape[-1]
         pos = self.pos_dropout(self._positions(num_keys))  # (S, D)
-        new_memory: list[torch.Tensor] = []
+        new_memory: list[Memory] = []
         attentions = []
         out = x
         for i, layer in enumerate(self.layers):
             layer_memory = memory[i] if memory is not None else None
-            if memory_tokens > 0:
-                with torch.no_grad():
-                    full = out if layer_memory is None else torch.cat([layer_memory, out], dim=1)
-                    new_memory.append(full[:, -memory_tokens:].detach())
-            out, attention = layer(out, layer_memory, pos, self.u_bias, self.v_bias, mask)
+            if memory_tokens > 0 and not kv_cache:
+                full = out if layer_memory is None else torch.cat([layer_memory, out], dim=1)  # type: ignore[list-item]
+                new_memory.append(full[:, -memory_tokens:].detach())
+            out, attention, (k, v) = layer(out, layer_memory, pos, self.u_bias, self.v_bias, mask)
+            if memory_tokens > 0 and kv_cache:
+                new_memory.append((k[:, -memory_tokens:].detach(), v[:, -memory_tokens:].detach()))
             attentions.append(attention)
         return out, new_memory, torch.stack(attentions, dim=1)  # (B, L, H, T, S)

@@ -23,7 +23,7 @@ import torch
 from twm_core.run_dir import RunDir, atomic_write
 
 FORMAT_VERSION = 1
-_CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")  # temp files (".step_...pt.XXXX.tmp") never match
+_CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")  # temporary files (".step_*.tmp") never match
 _SCALARS = (str, int, float, bool, type(None))
 
 

@@ -25,7 +25,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,ray]'
 	touch $@ $(VENV)/.installed-run
 
 # Browser tests drive Debian's Chromium, never a browser build downloaded by Playwright.

@@ -1,12 +1,16 @@
-"""Training jobs: `python -m twm_core.cli train` subprocesses, their records kept in SQLite.
+"""Training jobs: attempts of `twm train`, run by an executor, their records kept in SQLite.
 
 A job trains one run directory in one or more attempts: the first from scratch, later ones with
-`twm train --resume <run_dir>` after a cancel or a failure. Each attempt runs in its own process group
-(`start_new_session=True`), so a cancel signals the whole group and a backend restart or Ctrl-C leaves it alone.
+`twm train --resume <run_dir>` after a cancel or a failure (or a fresh start when a failed attempt left no
+checkpoint). The executor (`backend.executors`: `local` subprocesses or `ray` actors) runs the processes; this module
+keeps the queue and the state machine, the same for both: queued → running → finished | failed | cancelled.
+A job of a sweep that fails is retried automatically up to its `max_retries`.
 
 Job records live in `settings.jobs_db` (WAL mode, one connection per operation, one lock per manager), so a new
 `JobManager` on the same database picks up where the last one stopped: it reattaches to jobs whose process still
-lives and settles the others from their run's `status.json`. Nothing here imports FastAPI.
+lives and settles the others from their run's `status.json`. Starting a job claims its row with a conditional
+update, so two managers on one database (the backend and a `twm sweep`) never start the same job twice; each
+watches only the jobs of its own executor kind. Nothing here imports FastAPI.
 """
 
 from __future__ import annotations
@@ -15,25 +19,22 @@ import asyncio
 import json
 import logging
 import os
-import re
 import secrets
-import shlex
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from backend.executors import Attempt, Executor, ExecutorError, Launch, make_executor
 from backend.settings import Settings
 from twm_core.config import make_config
-from twm_core.run_dir import LIVE_STATES, RunDir, new_run_id, pid_alive, read_status, write_status
+from twm_core.run_dir import LIVE_STATES, RunDir, new_run_id, read_status, write_status
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,10 @@ ENDED_STATES = frozenset({"finished", "failed", "cancelled"})
 LOG_NAME = "train.log"
 """Stdout and stderr of every attempt, appended, in the run directory."""
 LOG_TAIL_LINES = 40
-_DEVICE_RE = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
+FAILED_DIR = ".failed"
+"""Under the runs directory: run directories of failed attempts that left no checkpoint, kept for their logs when a
+retry starts the run afresh."""
+_STARTING_GRACE_S = 60.0
 _MAX_INT = 2**63 - 1
 
 _SCHEMA = """
@@ -54,6 +58,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL, attempt INTEGER NOT NULL, pid INTEGER, run_device TEXT, exit_code INTEGER, error TEXT,
     created_at REAL NOT NULL, queued_at REAL NOT NULL, started_at REAL, ended_at REAL,
     cancel_requested_at REAL, killed_at REAL
+)"""
+# Columns added after the first release: added to older databases on open.
+_ADDED_COLUMNS = {
+    "executor": "TEXT", "handle": "TEXT", "sweep_id": "TEXT",
+    "max_retries": "INTEGER NOT NULL DEFAULT 0", "retries": "INTEGER NOT NULL DEFAULT 0",
+}
+_SWEEPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sweep_id TEXT UNIQUE NOT NULL, name TEXT NOT NULL, preset TEXT NOT NULL, games TEXT NOT NULL, seeds TEXT NOT NULL,
+    steps INTEGER, device TEXT NOT NULL, overrides TEXT NOT NULL, max_retries INTEGER NOT NULL, executor TEXT NOT NULL,
+    created_at REAL NOT NULL, cancel_requested_at REAL
 )"""
 
 
@@ -102,36 +118,51 @@ class Job:
     started_at: float | None
     ended_at: float | None
     cancel_requested_at: float | None
+    executor: str | None
+    sweep_id: str | None
+    retries: int
+    max_retries: int
     progress: Progress
 
 
 class JobManager:
-    """Queue, start, watch, cancel and resume training subprocesses (thread-safe; `poll()` is one monitor tick)."""
+    """Queue, start, watch, cancel and resume training attempts (thread-safe; `poll()` is one monitor tick)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, executor: Executor | None = None) -> None:
         self.settings = settings
         self.db_path = settings.jobs_db
-        self.python = settings.python_executable or sys.executable
+        self.executor = executor if executor is not None else make_executor(settings)
         self._lock = threading.RLock()
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}  # our own children, by job id
-        self._gpus: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
+        with self.db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            db.execute(_SWEEPS_SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         self.poll()  # reattach to live jobs, settle dead ones, start queued ones
 
     # ------------------------------------------------------------------------------------------ public API
     @property
     def max_concurrent(self) -> int:
-        """`settings.max_concurrent_jobs`, else one job per GPU (one on a CPU-only machine)."""
-        return self.settings.max_concurrent_jobs or max(1, self._gpu_count())
+        """`settings.max_concurrent_jobs`, else what the executor can host (one job per GPU, one on a CPU machine,
+        on Ray the cluster's GPUs or CPUs / `ray_cpus_per_job`)."""
+        return self.settings.max_concurrent_jobs or self.executor.capacity()
 
     def submit(self, game: str, preset: str, seed: int | None = None, steps: int | None = None,
                device: str | None = None, overrides: dict[str, Any] | None = None) -> Job:
         """Validate the request by building its config, record the job and start it if a slot is free."""
+        row = self.prepare(game, preset, seed, steps, device, overrides)
+        self.enqueue([row])
+        return self.get(row["job_id"])
+
+    def prepare(self, game: str, preset: str, seed: int | None = None, steps: int | None = None,
+                device: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The record of a valid job, not yet queued (`enqueue` it); raises `InvalidJob`."""
         from twm_core.envs.games import resolve_game  # lazy: pulls in gymnasium and ALE
 
         try:
@@ -155,28 +186,36 @@ class JobManager:
             if not 0 <= value <= _MAX_INT:  # SQLite stores signed 64-bit integers, torch seeds fit in them too
                 raise InvalidJob(f"{name} must lie in [0, {_MAX_INT}], got {value}")
         device = device or self.settings.device
-        self._check_device(device)
+        try:
+            self.executor.check_device(device)
+        except (ValueError, ExecutorError) as e:
+            raise InvalidJob(str(e)) from e
         # Pass the validated values, not the raw ones, so the subprocess builds exactly this config.
         cli_sets = [f"{key}={_cli_value(_lookup(resolved, key))}" for key in overrides]
         run_id = new_run_id(cfg.env.game, cfg.preset, cfg.seed)
         now = time.time()
-        row = {
+        return {
             "job_id": uuid.uuid4().hex[:12], "run_id": run_id, "run_dir": str(self.settings.runs_dir / run_id),
             "game": cfg.env.game, "preset": preset, "seed": cfg.seed, "device": device, "steps": steps,
             "overrides": json.dumps(overrides), "cli_sets": json.dumps(cli_sets),
             "total_steps": cfg.train.total_steps, "state": "queued", "attempt": 1, "created_at": now, "queued_at": now,
+            "executor": self.executor.kind,
         }
-        with self._lock:
-            with self._db() as db:
-                db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                           tuple(row.values()))
-            self._start_queued()
-            return self.get(row["job_id"])
 
-    def list_jobs(self) -> list[Job]:
-        """Every job, newest first."""
-        with self._db() as db:
-            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC, seq DESC").fetchall()
+    def enqueue(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record prepared jobs in one transaction and start what the free slots allow."""
+        with self._lock:
+            with self.db() as db:
+                for row in rows:
+                    db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                               tuple(row.values()))
+            self._start_queued()
+
+    def list_jobs(self, sweep_id: str | None = None) -> list[Job]:
+        """Every job (of one sweep when `sweep_id` is given), newest first."""
+        where, args = ("WHERE sweep_id = ?", (sweep_id,)) if sweep_id is not None else ("", ())
+        with self.db() as db:
+            rows = db.execute(f"SELECT * FROM jobs {where} ORDER BY created_at DESC, seq DESC", args).fetchall()
         return [_to_job(row) for row in rows]
 
     def get(self, job_id: str) -> Job:
@@ -184,7 +223,7 @@ class JobManager:
         return _to_job(self._row(job_id))
 
     def cancel(self, job_id: str) -> Job:
-        """Queued: cancelled at once. Running: SIGTERM to its group (SIGKILL after the grace period, in `poll`)."""
+        """Queued: cancelled at once. Running: SIGTERM (SIGKILL after the grace period, in `poll`)."""
         with self._lock:
             row = self._row(job_id)
             if row["state"] in ENDED_STATES:
@@ -194,8 +233,9 @@ class JobManager:
                 self._update(job_id, state="cancelled", ended_at=now)
             elif row["cancel_requested_at"] is None:
                 self._update(job_id, cancel_requested_at=now)
-                if self._alive(row):
-                    _signal_group(row["pid"], signal.SIGTERM)  # the trainer checkpoints, then exits 'cancelled'
+                if self._ours(row) and row["handle"] is not None:
+                    # The trainer checkpoints, then exits 'cancelled'.
+                    self.executor.signal(_attempt(row), signal.SIGTERM)
             return self.get(job_id)
 
     def resume(self, job_id: str) -> Job:
@@ -208,19 +248,18 @@ class JobManager:
                 raise JobConflict(f"job {job_id} is {row['state']}: only cancelled or failed jobs can be resumed")
             if latest_checkpoint(RunDir(row["run_dir"])) is None:
                 raise JobConflict(f"job {job_id} has no checkpoint in {row['run_dir']} to resume from")
-            self._update(job_id, state="queued", attempt=row["attempt"] + 1, queued_at=time.time(), pid=None,
-                         run_device=None, exit_code=None, error=None, started_at=None, ended_at=None,
-                         cancel_requested_at=None, killed_at=None)
+            self._requeue(row)
             self._start_queued()
             return self.get(job_id)
 
     def poll(self) -> None:
-        """One monitor tick: reap ended processes, SIGKILL cancels past their grace, start queued jobs."""
+        """One monitor tick: reap ended attempts, SIGKILL cancels past their grace, retry, start queued jobs."""
         with self._lock:
-            with self._db() as db:
+            with self.db() as db:
                 running = db.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall()
             for row in running:
-                self._check_running(row)
+                if self._ours(row):
+                    self._check_running(row)
             self._start_queued()
 
     def start_monitor(self) -> None:
@@ -236,6 +275,17 @@ class JobManager:
             self._stopping.set()
             await task
 
+    @contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the job database, committed on success (rows read as `sqlite3.Row`)."""
+        conn = sqlite3.connect(self.db_path, timeout=30.0)
+        conn.row_factory = sqlite3.Row
+        try:
+            with conn:  # commit on success, roll back on error
+                yield conn
+        finally:
+            conn.close()
+
     # ------------------------------------------------------------------------------------------ monitor
     async def _monitor(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -246,25 +296,29 @@ class JobManager:
             with suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.settings.job_poll_seconds)
 
+    def _ours(self, row: sqlite3.Row) -> bool:
+        """Whether this manager's executor runs the job (rows of older databases ran locally)."""
+        return (row["executor"] or "local") == self.executor.kind
+
     def _check_running(self, row: sqlite3.Row) -> None:
-        proc = self._procs.get(row["job_id"])
-        if proc is not None:
-            code = proc.poll()
-            if code is None:
-                self._enforce_grace(row)
-            else:
-                del self._procs[row["job_id"]]
-                self._settle(row, code)
-        elif self._alive(row):  # reattached after a restart: not our child, so no exit code
+        if row["handle"] is None:  # claimed by a manager that is starting it right now (or died doing so)
+            if time.time() - (row["started_at"] or 0.0) > _STARTING_GRACE_S:
+                self._settle(row, None)
+            return
+        outcome = self.executor.poll(_attempt(row))
+        if outcome.pid is not None and outcome.pid != row["pid"]:
+            self._update(row["job_id"], pid=outcome.pid)
+        if outcome.running:
             self._enforce_grace(row)
         else:
-            self._settle(row, None)
+            self._settle(row, outcome.exit_code)
+            self.executor.release(_attempt(row))
 
     def _enforce_grace(self, row: sqlite3.Row) -> None:
         asked, killed = row["cancel_requested_at"], row["killed_at"]
         if asked is not None and killed is None and time.time() - asked >= self.settings.cancel_grace_seconds:
             logger.warning("job %s ignored SIGTERM for %.0f s: SIGKILL", row["job_id"], time.time() - asked)
-            _signal_group(row["pid"], signal.SIGKILL)
+            self.executor.signal(_attempt(row), signal.SIGKILL)
             self._update(row["job_id"], killed_at=time.time())
 
     def _settle(self, row: sqlite3.Row, code: int | None) -> None:
@@ -284,7 +338,7 @@ class JobManager:
         else:
             state = "failed"
             if code is None:
-                how = f"process {row['pid']} ended while no backend watched it (exit code unknown)"
+                how = f"the attempt ended while nothing watched it (exit code unknown; {self.executor.kind} executor)"
             elif code < 0:
                 how = f"killed by signal {signal.Signals(-code).name}"
             else:
@@ -293,108 +347,104 @@ class JobManager:
         if run_state in LIVE_STATES:  # the process died without saying so: the backend is now the status writer
             with suppress(OSError, ValueError):
                 write_status(run, state=state, error=error)
+        if state == "failed" and row["retries"] < row["max_retries"]:
+            logger.warning("job %s failed (%s): retry %d of %d", row["job_id"], (error or "").splitlines()[0],
+                           row["retries"] + 1, row["max_retries"])
+            self._requeue(row, retry=True)
+            return
         self._update(row["job_id"], state=state, exit_code=code, error=error, ended_at=time.time())
         logger.info("job %s (run %s) %s", row["job_id"], row["run_id"], state)
 
+    def _requeue(self, row: sqlite3.Row, retry: bool = False) -> None:
+        self._update(row["job_id"], state="queued", attempt=row["attempt"] + 1, queued_at=time.time(), pid=None,
+                     handle=None, run_device=None, exit_code=None, error=None, started_at=None, ended_at=None,
+                     cancel_requested_at=None, killed_at=None, retries=row["retries"] + int(retry))
+
     def _start_queued(self) -> None:
-        with self._db() as db:
+        with self.db() as db:
             running = db.execute("SELECT run_device FROM jobs WHERE state = 'running'").fetchall()
             queued = db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY queued_at, seq").fetchall()
+        queued = [row for row in queued if self._ours(row)]
         if not queued:
             return
         busy = [r["run_device"] for r in running]
         for row in queued[: max(0, self.max_concurrent - len(busy))]:
             device = self._assign_device(row["device"], busy)
-            busy.append(device)
-            self._start(row, device)
+            if self._start(row, device):
+                busy.append(device)
 
-    def _start(self, row: sqlite3.Row, device: str) -> None:
+    def _start(self, row: sqlite3.Row, device: str) -> bool:
+        """Claim the queued row and start its attempt; False when another manager claimed it first."""
+        with self.db() as db:
+            claimed = db.execute("UPDATE jobs SET state = 'running', started_at = ?, run_device = ? "
+                                 "WHERE job_id = ? AND state = 'queued'", (time.time(), device, row["job_id"]))
+        if claimed.rowcount != 1:
+            return False
         run = RunDir(row["run_dir"])
-        if row["attempt"] == 1:
-            args = ["--game", row["game"], "--preset", row["preset"], "--seed", str(row["seed"]),
-                    "--run-dir", str(run.path), "--device", device]
-            args += ["--steps", str(row["steps"])] if row["steps"] is not None else []
-            for pair in json.loads(row["cli_sets"]):
-                args += ["--set", pair]
-        else:
-            args = ["--resume", str(run.path), "--device", device]
-        command = [self.python, "-m", "twm_core.cli", "train", *args, "--no-progress"]
         try:
-            run.create()
-            with open(run.path / LOG_NAME, "ab") as log:
-                log.write(f"=== job {row['job_id']} attempt {row['attempt']} at {time.ctime()}: "
-                          f"{shlex.join(command)}\n".encode())
-                log.flush()
-                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        except OSError as e:
+            args = self._train_args(row, run)
+            started = self.executor.start(Launch(
+                job_id=row["job_id"], attempt=row["attempt"], args=args, run_dir=run.path,
+                log_path=run.path / LOG_NAME, device=device, env=_job_env(),
+            ))
+        except (ExecutorError, OSError) as e:
             now = time.time()
-            self._update(row["job_id"], state="failed", error=f"could not start {shlex.join(command)}: {e}",
-                         started_at=now, ended_at=now)
-            return
-        self._procs[row["job_id"]] = proc
-        self._update(row["job_id"], state="running", pid=proc.pid, run_device=device, started_at=time.time())
-        logger.info("job %s attempt %d started: pid %d", row["job_id"], row["attempt"], proc.pid)
+            self._update(row["job_id"], state="failed", error=str(e), started_at=now, ended_at=now)
+            return True
+        self._update(row["job_id"], handle=started.handle, pid=started.pid, run_device=started.device)
+        logger.info("job %s attempt %d started on %s: %s", row["job_id"], row["attempt"], self.executor.kind,
+                    started.handle)
+        return True
+
+    def _train_args(self, row: sqlite3.Row, run: RunDir) -> list[str]:
+        """`twm train` arguments: resume from the last checkpoint, else start afresh (setting aside a failed
+        attempt's run directory that holds no checkpoint)."""
+        from twm_core.checkpoint import latest_checkpoint  # lazy: imports torch
+
+        if row["attempt"] > 1 and latest_checkpoint(run) is not None:
+            return ["--resume", str(run.path), "--no-progress"]
+        if run.config_path.exists():  # a failed attempt died before its first checkpoint
+            aside = self.settings.runs_dir / FAILED_DIR / f"{row['run_id']}-attempt{row['attempt'] - 1}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            run.path.rename(aside)
+        args = ["--game", row["game"], "--preset", row["preset"], "--seed", str(row["seed"]),
+                "--run-dir", str(run.path), "--no-progress"]
+        args += ["--steps", str(row["steps"])] if row["steps"] is not None else []
+        for pair in json.loads(row["cli_sets"]):
+            args += ["--set", pair]
+        run.create()
+        return args
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _alive(self, row: sqlite3.Row) -> bool:
-        """Whether the job's pid is alive and really its `twm_core.cli train` process (not a reused pid)."""
-        pid = row["pid"]
-        if not isinstance(pid, int) or not pid_alive(pid):
-            return False
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except FileNotFoundError:
-            return not Path("/proc/self").exists()
-        except OSError:
-            return True  # cannot tell: trust pid_alive
-        return "twm_core.cli" in argv and "train" in argv and row["run_dir"] in argv
-
-    def _check_device(self, device: str) -> None:
-        match = _DEVICE_RE.fullmatch(device)
-        if match is None or (match.group(1) != "cuda" and match.group(2) is not None):
-            raise InvalidJob(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-        if match.group(1) == "cuda":
-            count = self._gpu_count()
-            if count == 0:
-                raise InvalidJob(f"device {device!r}: CUDA is not available on this server")
-            if match.group(2) is not None and int(match.group(2)) >= count:
-                raise InvalidJob(f"device {device!r}: this server has {count} CUDA device(s)")
-
     def _assign_device(self, device: str, busy: list[str | None]) -> str:
-        """Spread `auto`/`cuda` jobs over the GPUs (the least busy one) when there are several."""
-        if device not in ("auto", "cuda") or self._gpu_count() < 2:
+        """Spread `auto`/`cuda` jobs over this machine's GPUs (the least busy one) when there are several."""
+        if self.executor.kind != "local" or device not in ("auto", "cuda") or self.executor.gpu_count() < 2:
             return device
-        return min((f"cuda:{i}" for i in range(self._gpu_count())), key=busy.count)
-
-    def _gpu_count(self) -> int:
-        if self._gpus is None:
-            import torch  # lazy: only to count GPUs, and only once
-
-            self._gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return self._gpus
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=30.0)
-        conn.row_factory = sqlite3.Row
-        try:
-            with conn:  # commit on success, roll back on error
-                yield conn
-        finally:
-            conn.close()
+        return min((f"cuda:{i}" for i in range(self.executor.gpu_count())), key=busy.count)
 
     def _row(self, job_id: str) -> sqlite3.Row:
-        with self._db() as db:
+        with self.db() as db:
             row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(job_id)
         return row
 
     def _update(self, job_id: str, **fields: Any) -> None:
-        with self._db() as db:
+        with self.db() as db:
             db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE job_id = ?",
                        (*fields.values(), job_id))
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(job_id=row["job_id"], handle=row["handle"] or str(row["pid"]), pid=row["pid"],
+                   run_dir=row["run_dir"])
+
+
+def _job_env() -> dict[str, str]:
+    """Environment the training process must see wherever it runs (thread caps included: a Ray worker's own
+    environment is its node's, not this process's)."""
+    keep = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+    return {"PYTHONUNBUFFERED": "1", **{key: os.environ[key] for key in keep if key in os.environ}}
 
 
 def _to_job(row: sqlite3.Row) -> Job:
@@ -412,12 +462,6 @@ def _safe_status(run: RunDir) -> dict[str, Any]:
         return read_status(run) or {}
     except (OSError, ValueError):  # unreadable status must not break job listing
         return {}
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    # start_new_session=True made the job's pid its process group id: signal the trainer and anything it spawned.
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

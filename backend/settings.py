@@ -7,6 +7,7 @@ with a tmp runs dir.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,18 @@ class Settings(BaseSettings):
     """Seconds between two reads of a live run's files in the server-sent events stream."""
     python_executable: str | None = None
     """Interpreter that runs `-m twm_core.cli train` for jobs; None: the backend's own (`sys.executable`)."""
+    executor: Literal["local", "ray"] = "local"
+    """How jobs run: `local` subprocesses of this machine, or `ray` actors on a Ray cluster (`pip install .[ray]`).
+    With Ray, `runs_dir` must be storage that every node sees (a shared file system)."""
+    ray_address: str | None = None
+    """Ray cluster to submit to (e.g. `10.0.0.5:6379`); None: a Ray instance running on this machine, else one
+    started on demand with `ray start --head` (it outlives the backend; `ray stop` ends it)."""
+    ray_namespace: str = "twm"
+    """Ray namespace of the job actors (a restarted backend finds its running jobs there by name)."""
+    ray_num_cpus: float | None = None
+    """CPUs of a Ray instance started on demand; None: Ray's default (all of this machine's)."""
+    ray_cpus_per_job: float = 1.0
+    """CPUs each Ray job actor reserves (GPU jobs also reserve one GPU)."""
     max_loaded_models: int = 4
     """Size of the LRU cache of eval-mode models kept in memory for rollouts and attention."""
     api_token: str | None = Field(default=None, repr=False)
@@ -70,6 +83,13 @@ class Settings(BaseSettings):
     def _positive_seconds(cls, value: float) -> float:
         if value <= 0:
             raise ValueError(f"must be > 0 seconds, got {value}")
+        return value
+
+    @field_validator("ray_num_cpus", "ray_cpus_per_job")
+    @classmethod
+    def _positive_cpus(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"must be > 0, got {value}")
         return value
 
     @model_validator(mode="after")

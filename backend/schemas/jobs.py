@@ -68,6 +68,13 @@ class JobStatus(BaseModel):
     started_at: float | None
     ended_at: float | None
     cancel_requested_at: float | None
+    executor: str | None
+    """`local` or `ray`: what runs the job (None for jobs recorded before executors existed: local)."""
+    sweep_id: str | None
+    """The sweep the job belongs to, if any."""
+    retries: int
+    """Automatic retries after failures so far (sweep jobs are retried up to `max_retries`)."""
+    max_retries: int
     progress: JobProgress
 
 

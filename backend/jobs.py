@@ -257,10 +257,13 @@ class JobManager:
         with self._lock:
             with self.db() as db:
                 running = db.execute("SELECT * FROM jobs WHERE state = 'running'").fetchall()
-            for row in running:
-                if self._ours(row):
-                    self._check_running(row)
-            self._start_queued()
+            try:
+                for row in running:
+                    if self._ours(row):
+                        self._check_running(row)
+                self._start_queued()
+            except ExecutorError as e:  # e.g. the Ray cluster is unreachable: jobs wait, the backend stays up
+                logger.warning("job monitor: %s", e)
 
     def start_monitor(self) -> None:
         """Start polling every `settings.job_poll_seconds` on the running event loop (call from the app lifespan)."""

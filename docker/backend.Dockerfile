@@ -14,7 +14,8 @@ COPY pyproject.toml README.md ./
 COPY twm_core/ twm_core/
 COPY backend/ backend/
 COPY frontend/ frontend/
-RUN pip install .
+# The ray extra lets the backend submit to a Ray cluster (TWM_EXECUTOR=ray, TWM_RAY_ADDRESS=<head>:6379).
+RUN pip install '.[ray]'
 
 ENV TWM_RUNS_DIR=/app/checkpoints
 RUN mkdir -p /app/checkpoints

@@ -56,7 +56,10 @@ class RayExecutor:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             address = self.settings.ray_address
             if address:
-                self._init(ray, address)
+                try:
+                    self._init(ray, address)
+                except ConnectionError as e:
+                    raise ExecutorError(f"cannot connect to the Ray cluster at {address!r}: {e}") from e
             else:
                 try:
                     self._init(ray, "auto")  # a Ray instance already running on this machine

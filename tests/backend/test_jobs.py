@@ -7,50 +7,24 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import suppress
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers import FAST_TRAIN as FAST
 
 from backend.main import create_app
 from backend.settings import Settings
 from twm_core.run_dir import RunDir, pid_alive, read_status
 
-FAST = {"replay.prefill": 100, "train.pretrain_budget": 1000, "train.eval_episodes": 0,
-        "train.final_eval_episodes": 1, "train.checkpoint_every": 100}
 JOB_TIMEOUT = 90.0
 
 
 def job_body(**changes: Any) -> dict[str, Any]:
     return {"game": "Catch", "preset": "debug", "seed": 0, "steps": 110, "device": "cpu", "overrides": FAST,
             **changes}
-
-
-@pytest.fixture
-def make_settings(tmp_path: Path) -> Iterator[Callable[..., Settings]]:
-    """Settings on a tmp runs dir; at teardown, SIGKILL every job process a failed test may have left behind."""
-    made: list[Settings] = []
-
-    def make(**changes: Any) -> Settings:
-        settings = Settings(**{"runs_dir": tmp_path / "runs", "device": "cpu", "job_poll_seconds": 0.2, **changes})
-        made.append(settings)
-        return settings
-
-    yield make
-    for settings in made:
-        if not settings.jobs_db.exists():
-            continue
-        with sqlite3.connect(settings.jobs_db) as db:
-            pids = [pid for (pid,) in db.execute("SELECT pid FROM jobs WHERE pid IS NOT NULL")]
-        for pid in pids:
-            if pid_alive(pid):
-                with suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
 
 
 def wait_job(client: TestClient, job_id: str, until: Callable[[dict[str, Any]], bool],

@@ -1,0 +1,101 @@
+"""Sweeps through the `ray` executor, on a real local Ray cluster that this module starts (`ray start --head`,
+2 CPUs) and stops. Same contract as the local executor: runs finish, reports are produced, a backend restart
+reattaches, and cancel reaches the training processes through their actors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from helpers import free_port
+from test_sweeps import sweep_body, sweep_ended, wait_sweep
+
+from backend.main import create_app
+from backend.settings import Settings
+from twm_core.checkpoint import latest_checkpoint
+from twm_core.run_dir import RunDir, pid_alive, read_status
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
+RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """A fresh head node with 2 CPUs; `ray stop --force` at the end (it stops every Ray process of this machine)."""
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    port = free_port()
+    subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats", "--object-store-memory=100000000"],
+                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([ray_cli, "stop", "--force"], env=RAY_ENV, capture_output=True, timeout=120)
+
+
+def named_actors() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("twm-")]
+
+
+def test_ray_sweep_finishes_reattaches_after_restart_and_reports(
+    make_settings: Callable[..., Settings], ray_address: str,
+) -> None:
+    settings = make_settings(executor="ray", ray_address=ray_address)
+    with TestClient(create_app(settings)) as client:
+        executor = client.get("/api/executor").json()
+        assert executor["kind"] == "ray" and executor["cpus"] == 2.0 and executor["max_concurrent_jobs"] == 2
+        assert client.post("/api/sweeps", json=sweep_body(device="cuda")).status_code == 422  # no GPU in the cluster
+        assert client.post("/api/sweeps", json=sweep_body(device="cuda:0")).status_code == 422
+        created = client.post("/api/sweeps", json=sweep_body())
+        assert created.status_code == 201, created.text
+        sweep = created.json()
+        assert sweep["executor"] == "ray" and len(sweep["jobs"]) == 4
+        wait_sweep(client, sweep["sweep_id"], lambda s: s["counts"]["running"] == 2)
+    # A new backend on the same database finds the running actors by name and follows them to the end.
+    with TestClient(create_app(make_settings(executor="ray", ray_address=ray_address))) as client:
+        done = wait_sweep(client, sweep["sweep_id"], sweep_ended)
+        assert done["state"] == "finished", done
+        assert all(job["exit_code"] == 0 and job["pid"] is not None for job in done["jobs"])
+        report = client.get(f"/api/sweeps/{sweep['sweep_id']}/report?reps=200")
+        assert report.status_code == 200, report.text
+        assert {g["game"] for g in report.json()["games"]} == {"Catch", "Pong"}
+        assert report.json()["meta"]["num_runs"] == 4
+    assert named_actors() == []  # every actor was released once its run ended
+
+
+def test_ray_sweep_cancel_stops_the_training_processes(
+    make_settings: Callable[..., Settings], ray_address: str,
+) -> None:
+    settings = make_settings(executor="ray", ray_address=ray_address, cancel_grace_seconds=60)
+    long_runs = sweep_body(games="Catch", seeds="0-2", steps=2000)
+    with TestClient(create_app(settings)) as client:
+        created = client.post("/api/sweeps", json=long_runs)
+        assert created.status_code == 201, created.text
+        sweep = created.json()
+        # Past pretraining, so each run has a checkpoint to show that SIGTERM reached the trainer.
+        running = wait_sweep(client, sweep["sweep_id"], lambda s: s["counts"]["running"] == 2 and all(
+            job["progress"]["phase"] == "train" for job in s["jobs"] if job["state"] == "running"))
+        assert running["counts"]["queued"] == 1  # 2 CPUs, 1 per job: the third waits in our queue
+        pids = [job["pid"] for job in running["jobs"] if job["state"] == "running"]
+        assert all(pid is not None and pid_alive(pid) for pid in pids)
+
+        cancelled = client.post(f"/api/sweeps/{sweep['sweep_id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        done = wait_sweep(client, sweep["sweep_id"], sweep_ended)
+        assert done["state"] == "cancelled" and done["counts"]["cancelled"] == 3, done
+        assert not any(pid_alive(pid) for pid in pids)
+        for job in done["jobs"]:
+            assert job["error"] is None  # SIGTERM sufficed: no SIGKILL
+            if job["started_at"] is not None:  # the trainer checkpointed on SIGTERM and said so
+                assert latest_checkpoint(RunDir(job["run_dir"])) is not None
+                assert read_status(RunDir(job["run_dir"]))["state"] == "cancelled"
+        assert client.post(f"/api/sweeps/{sweep['sweep_id']}/cancel").status_code == 409
+    assert named_actors() == []

@@ -89,6 +89,42 @@ def test_unknown_job_ids(client: TestClient, job_id: str, action: str) -> None:
     assert_client_error(client.request(method, f"/api/jobs/{job_id}{action}"), 404)
 
 
+# ------------------------------------------------------------------------------------------------ sweeps
+SWEEP = {"games": ["Catch"], "seeds": "0-1", "preset": "debug", "steps": 110, "device": "cpu"}
+
+
+@pytest.mark.parametrize("changes", [
+    {"games": ["NoSuchGame"]}, {"games": []}, {"games": ""}, {"games": "Catch,NoSuchGame"}, {"games": 5},
+    {"games": [5]}, {"games": ["../../etc"]}, {"seeds": "x"}, {"seeds": "5-1"}, {"seeds": "-3"}, {"seeds": []},
+    {"seeds": [-1]}, {"seeds": [BIG]}, {"seeds": "0-99999999999999999999"}, {"seeds": "0-1000"}, {"seeds": 3},
+    {"games": "atari100k", "seeds": "0-99"},  # 2600 runs: over the limit of one sweep
+    {"preset": "no-such-preset"}, {"overrides": {"no.such.key": 1}}, {"overrides": {"replay": 5}},
+    {"steps": 0}, {"steps": BIG}, {"device": "tpu"}, {"device": "cuda:0"}, {"max_retries": -1},
+    {"max_retries": 11}, {"name": "x" * 201}, {"gmaes": ["Catch"]},
+], ids=repr)
+def test_bad_sweep_requests(client: TestClient, changes: dict[str, Any]) -> None:
+    assert_client_error(client.post("/api/sweeps", json={**SWEEP, **changes}), 422)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[]", b"null", b'"Catch"'], ids=repr)
+def test_malformed_sweep_bodies(client: TestClient, raw: bytes) -> None:
+    assert_client_error(client.post("/api/sweeps", content=raw, headers={"content-type": "application/json"}), 422)
+
+
+@pytest.mark.parametrize("path", ["/api/sweeps/nope", "/api/sweeps/nope/report", "/api/sweeps/..%2F../report",
+                                  "/api/report?runs=nope", "/api/report?runs=good,..", "/api/report?runs=%2Fetc"])
+def test_unknown_sweeps_and_report_runs(client: TestClient, path: str) -> None:
+    assert_client_error(client.get(path), 404)
+    if path.startswith("/api/sweeps/") and not path.endswith("report"):
+        assert_client_error(client.post(f"{path}/cancel"), 404)
+
+
+@pytest.mark.parametrize("query", ["", "?runs=", "?runs=,,", "?runs=good&reps=5", "?runs=good&reps=abc",
+                                   "?runs=good&seed=x", f"?runs={','.join(['good'] * 1001)}"])
+def test_bad_report_queries(client: TestClient, query: str) -> None:
+    assert_client_error(client.get(f"/api/report{query}"), 422)
+
+
 # ------------------------------------------------------------------------------------------------ runs
 RUN_GETS = ["", "/metrics", "/scores", "/checkpoints", "/events"]
 
@@ -173,3 +209,4 @@ def test_unhandled_errors_carry_no_traceback(tmp_path: Path) -> None:
 
 def test_no_bad_request_started_a_job(client: TestClient) -> None:
     assert client.get("/api/jobs").json() == {"jobs": []}
+    assert client.get("/api/sweeps").json() == {"sweeps": []}

@@ -112,6 +112,36 @@ class BackendClient:
     def resume_job(self, job_id: str) -> dict[str, Any]:
         return self._request("POST", f"/api/jobs/{job_id}/resume")
 
+    # ---------------------------------------------------------------------------------------------- sweeps
+    def create_sweep(self, games: list[str] | str, seeds: list[int] | str, preset: str, steps: int | None = None,
+                     device: str | None = None, overrides: dict[str, Any] | None = None, max_retries: int = 1,
+                     name: str | None = None) -> dict[str, Any]:
+        """`POST /api/sweeps`: one job per (game, seed); `games` may be `"atari100k"`, `seeds` a range like `"0-4"`."""
+        body = {"games": games, "seeds": seeds, "preset": preset, "steps": steps, "device": device,
+                "overrides": overrides or {}, "max_retries": max_retries, "name": name or None}
+        return self._request("POST", "/api/sweeps", json=body)
+
+    def list_sweeps(self) -> list[dict[str, Any]]:
+        """`GET /api/sweeps`: newest first; each with state, counts, progress and its jobs."""
+        answer = self._request("GET", "/api/sweeps")
+        # A bare list per the contract; `{"sweeps": [...]}` too, the shape of `GET /api/jobs`.
+        return answer["sweeps"] if isinstance(answer, dict) else answer
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/sweeps/{sweep_id}")
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """`POST /api/sweeps/{sweep_id}/cancel`: cancels its queued and running jobs; returns the sweep."""
+        return self._request("POST", f"/api/sweeps/{sweep_id}/cancel")
+
+    def sweep_report(self, sweep_id: str) -> dict[str, Any]:
+        """`GET /api/sweeps/{sweep_id}/report` (bootstrap CIs: a longer timeout); 409 while no run has a final eval."""
+        return self._request("GET", f"/api/sweeps/{sweep_id}/report", timeout=self.model_timeout)
+
+    def runs_report(self, run_ids: list[str]) -> dict[str, Any]:
+        """`GET /api/report?runs=a,b`: the report of any runs; 409 while none has a final eval."""
+        return self._request("GET", "/api/report", params={"runs": ",".join(run_ids)}, timeout=self.model_timeout)
+
     # ---------------------------------------------------------------------------------------------- runs
     def runs(self) -> list[dict[str, Any]]:
         """`GET /api/runs`: every run directory, newest first."""

@@ -1,4 +1,4 @@
-"""Pure plotting helpers for the dashboard: metric rows in, plotly figures out (no Streamlit calls).
+"""Pure plotting helpers for the dashboard: metric rows or a benchmark report in, plotly figures out (no Streamlit).
 
 Points are `(env_step, value)` pairs; a *series* maps a trace name (a metric key, a run id, or both) to its points.
 """
@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 Point = tuple[float, float]
 Series = Mapping[str, Sequence[Point]]
@@ -104,3 +105,123 @@ def score_chart(episodes: Series, evals: Series | None = None, hns: Series | Non
     if not any(episodes.values()) and not any(evals.values()) and not has_hns:
         _empty_note(fig, "no episodes or evaluations yet")
     return _layout(fig, title, "score", height)
+
+
+# ------------------------------------------------------------------------------------------------ benchmark report
+# A report (`GET /api/sweeps/{id}/report`, `GET /api/report`) compares our runs with the paper's baselines on
+# human-normalized scores: `aggregates[method][metric] = {value, ci_low, ci_high}` and the performance profile
+# `profile[method] = {fraction, ci_low, ci_high}` over `profile["taus"]`. Methods without runs of their own (the
+# paper's per-game tables) come without CIs.
+OURS = "ours"
+METHOD_COLOURS = {OURS: "#d62728", "TWM (paper)": "#1f77b4", "DER": "#7f7f7f", "CURL": "#bcbd22",
+                  "DrQ(eps)": "#9467bd", "SPR": "#2ca02c", "SimPLe": "#8c564b"}
+OTHER_COLOURS = ["#17becf", "#e377c2", "#ff7f0e", "#aec7e8"]
+OURS_TICK = "#8b0000"  # dark red: our point estimate on top of our (red) interval
+# Paper Fig. 3 panel order.
+AGGREGATE_PANELS = [("median", "Median"), ("iqm", "IQM"), ("mean", "Mean"), ("optimality_gap", "Optimality Gap")]
+HNS_LABEL = "Human Normalized Score"
+
+
+def method_order(methods: Iterable[str]) -> list[str]:
+    """Ours first, then the paper's methods in the order of `METHOD_COLOURS`, then any other in the given order."""
+    known = list(METHOD_COLOURS)
+    methods = list(methods)
+    return sorted(methods, key=lambda m: (known.index(m) if m in known else len(known), methods.index(m)))
+
+
+def method_label(method: str) -> str:
+    return "Ours" if method == OURS else method
+
+
+def method_colour(method: str, index: int = 0) -> str:
+    """A fixed colour per known method (the same in every figure); others cycle through a spare palette."""
+    return METHOD_COLOURS.get(method, OTHER_COLOURS[index % len(OTHER_COLOURS)])
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def confidence_interval(estimate: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """`(ci_low, ci_high)` of an estimate `{value, ci_low, ci_high}`, or None when either bound is missing."""
+    if not estimate:
+        return None
+    low, high = _number(estimate.get("ci_low")), _number(estimate.get("ci_high"))
+    return None if low is None or high is None else (low, high)
+
+
+def _interval_trace(method: str, index: int, estimate: Mapping[str, Any], show_legend: bool) -> go.Scatter | None:
+    """One method's point estimate, with its CI as a thick horizontal bar when it has one (a plain point if not)."""
+    value = _number(estimate.get("value"))
+    if value is None:
+        return None
+    ours, colour, interval = method == OURS, method_colour(method, index), confidence_interval(estimate)
+    error_x = None
+    if interval is not None:
+        error_x = {"type": "data", "symmetric": False, "array": [interval[1] - value],
+                   "arrayminus": [value - interval[0]], "color": _rgba(colour, 0.6 if ours else 0.55),
+                   "thickness": 14 if ours else 9, "width": 0}
+    # With a CI the estimate is a vertical tick across the bar (as in the paper); without one, a dot.
+    tick = OURS_TICK if ours else "black"  # ours stays visible (and red) even when its CI is a single point
+    marker = ({"symbol": "line-ns-open", "size": 22 if ours else 16, "color": tick,
+               "line": {"width": 4 if ours else 2, "color": tick}}
+              if interval is not None else
+              {"symbol": "diamond" if ours else "circle", "size": 13 if ours else 9, "color": colour,
+               "line": {"width": 1, "color": "black"}})
+    ci = f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval is not None else "no CI"
+    return go.Scatter(x=[value], y=[method_label(method)], mode="markers", name=method_label(method),
+                      legendgroup=method, showlegend=show_legend, marker=marker, error_x=error_x,
+                      hovertemplate=f"{method_label(method)}: %{{x:.3f}} {ci}<extra></extra>")
+
+
+def aggregate_figure(report: Mapping[str, Any], height: int = 340) -> go.Figure:
+    """Paper Fig. 3: Median, IQM, Mean and Optimality Gap of the human-normalized scores, one interval per method."""
+    aggregates: Mapping[str, Mapping[str, Any]] = report.get("aggregates") or {}
+    methods = method_order(aggregates)
+    fig = make_subplots(rows=1, cols=len(AGGREGATE_PANELS), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[title for _, title in AGGREGATE_PANELS])
+    for column, (metric, _) in enumerate(AGGREGATE_PANELS, start=1):
+        for index, method in enumerate(methods):
+            trace = _interval_trace(method, index, aggregates[method].get(metric) or {}, show_legend=False)
+            if trace is not None:
+                fig.add_trace(trace, row=1, col=column)
+        fig.update_xaxes(title_text=HNS_LABEL if column == 1 else None, zeroline=False, row=1, col=column)
+    labels = [method_label(method) for method in methods]
+    # Categories run bottom-up: reverse them so ours sits on top; bold its tick label.
+    fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], tickvals=labels,
+                     ticktext=[f"<b>{label}</b>" if method == OURS else label
+                               for method, label in zip(methods, labels, strict=True)])
+    confidence = (report.get("meta") or {}).get("confidence")
+    title = "Aggregate metrics" + (f" ({100 * confidence:.0f}% CIs)" if confidence else "")
+    fig.update_layout(title={"text": title}, height=height, showlegend=False,
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    if not fig.data:
+        _empty_note(fig, "no aggregate scores")
+    return fig
+
+
+def profile_figure(report: Mapping[str, Any], height: int = 420) -> go.Figure:
+    """Paper Fig. 4: the fraction of runs with a human-normalized score above τ, with CI bands where there are CIs."""
+    profile: Mapping[str, Any] = report.get("profile") or {}
+    taus = list(profile.get("taus") or [])
+    fig = go.Figure()
+    for index, method in enumerate(method_order(key for key in profile if key != "taus")):
+        entry, ours = profile[method], method == OURS
+        colour, label = method_colour(method, index), method_label(method)
+        low, high = entry.get("ci_low"), entry.get("ci_high")
+        if low is not None and high is not None:
+            # The band is one closed polygon: upper bound left to right, then the lower bound back.
+            fig.add_trace(go.Scatter(x=taus + taus[::-1], y=list(high) + list(low)[::-1], fill="toself",
+                                     fillcolor=_rgba(colour, 0.25 if ours else 0.15), line={"width": 0},
+                                     mode="lines", name=f"{label} CI", legendgroup=method, showlegend=False,
+                                     hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=taus, y=list(entry["fraction"]), mode="lines", name=label, legendgroup=method,
+                                 line={"color": colour, "width": 4 if ours else 2}))
+    fig.update_layout(title={"text": "Performance profile"}, height=height, hovermode="x unified",
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_title_text=f"{HNS_LABEL} (τ)", yaxis_title_text="Fraction of runs with score > τ",
+                      yaxis_range=[0, 1.02])
+    if not fig.data:
+        _empty_note(fig, "no profile")
+    return fig

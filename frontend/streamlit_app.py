@@ -19,6 +19,8 @@ PAGES = [
     ("home.py", "Home", ":material/home:"),
     ("train.py", "Train", ":material/model_training:"),
     ("runs.py", "Runs", ":material/monitoring:"),
+    ("sweeps.py", "Sweeps", ":material/dataset:"),
+    ("report.py", "Report", ":material/leaderboard:"),
     ("imagine.py", "Imagine", ":material/movie:"),
     ("attention.py", "Attention", ":material/grid_on:"),
     ("play.py", "Play", ":material/sports_esports:"),

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import streamlit as st
 
 from frontend.api_client import BackendError, get_client
+from frontend.forms import OVERRIDES_HELP, error_tail, parse_overrides
 
 DEVICES = ["auto", "cpu", "cuda"]
 DEFAULT_GAME, DEFAULT_PRESET = "Pong", "atari100k"
 CANCELLABLE, RESUMABLE = {"queued", "running"}, {"cancelled", "failed"}
-OVERRIDES_HELP = ("One dotted config key per line, `key=value`; values are read as JSON (`2`, `0.5`, `true`, "
-                  "`[64, 64]`) and otherwise kept as text. Lines starting with `#` are ignored.")
-
-
-def parse_overrides(text: str) -> dict[str, Any]:
-    """`key=value` lines → `{key: value}`, each value parsed as JSON when it is JSON, else kept as a string."""
-    overrides: dict[str, Any] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = (part.strip() for part in line.partition("="))
-        if not sep or not key:
-            raise ValueError(f"Overrides line {number}: expected `key=value`, got `{line}`")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
 
 
 def _index(options: list[str], wanted: str) -> int:
@@ -74,13 +55,6 @@ def job_form(client: Any, games: list[str], presets: list[dict[str, Any]]) -> No
     st.success(f"Started job `{job['job_id']}` ({job['state']}): run `{job['run_id']}`")
 
 
-def _error_tail(error: str | None, chars: int = 160) -> str:
-    if not error:
-        return ""
-    tail = " ⏎ ".join(line.strip() for line in error.strip().splitlines()[-2:])
-    return tail if len(tail) <= chars else "…" + tail[-chars:]
-
-
 def job_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One table row per job: state, progress %, run id, attempt, error tail."""
     rows = []
@@ -91,7 +65,7 @@ def job_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "step": f"{progress['step']}/{progress['total_steps']}", "phase": progress["phase"] or "",
             "run": job["run_id"], "attempt": job["attempt"], "game": job["game"], "preset": job["preset"],
             "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["created_at"])),
-            "error": _error_tail(job["error"]),
+            "error": error_tail(job["error"]),
         })
     return rows
 

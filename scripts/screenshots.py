@@ -1,12 +1,25 @@
-"""Screenshots of every dashboard page for the README: `python scripts/screenshots.py RUNS_DIR [OUT_DIR]`.
+"""Screenshots of the dashboard pages for the README: `python scripts/screenshots.py RUNS_DIR [OUT_DIR] [--pages ...]`.
 
 Starts the backend and the dashboard on free local ports over RUNS_DIR (use a copy: the dashboard can start jobs),
 opens each page in Debian's Chromium, presses the page's main button where there is one, and saves
-`OUT_DIR/<page>.png` (default `docs/screenshots`).
+`OUT_DIR/<page>.png` (default `docs/screenshots`); `--pages sweeps,report` takes only those.
+
+What RUNS_DIR should hold:
+- Runs, Imagine, Attention, Checkpoints: at least one run with metrics and a checkpoint (any `twm train` run).
+- Sweeps, Report (they show the newest sweep): the `jobs.db` that `twm sweep ... --runs-root RUNS_DIR` writes,
+  and its runs, finished with a final evaluation (`train.final_eval_episodes` >= 1; the Report page says "No report
+  yet" without one). Pick Atari 100k games (Pong, Boxing, ...): they have reference scores, so the aggregate and
+  performance-profile figures have something to draw (Catch has none and only shows in the per-game table).
+  The README's sweeps.png and report.png come from a tiny sweep, about two minutes on 2 CPU cores:
+      OMP_NUM_THREADS=1 twm sweep --games Pong,Boxing --seeds 0-1 --preset debug --steps 110 \
+          --set replay.prefill=100 --set train.pretrain_budget=1000 --set train.eval_episodes=0 \
+          --set train.final_eval_episodes=1 --runs-root /tmp/shots-runs
+      cp -r /tmp/shots-runs /tmp/shots-copy && python scripts/screenshots.py /tmp/shots-copy --pages sweeps,report
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -19,11 +32,14 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-# (file name, URL path, button to press first, wait for a plotly chart)
-PAGES = [("home", "", None, False), ("train", "train", None, False), ("runs", "runs", None, True),
-         ("imagine", "imagine", "Imagine", True), ("attention", "attention", "Show attention", True),
-         ("checkpoints", "checkpoints", None, False)]
-
+WIDTH, HEIGHT = 1400, 1500
+# (file name, URL path, button to press first, wait for a plotly chart, viewport height)
+PAGES = [("home", "", None, False, HEIGHT), ("train", "train", None, False, HEIGHT),
+         ("runs", "runs", None, True, HEIGHT), ("imagine", "imagine", "Imagine", True, HEIGHT),
+         ("attention", "attention", "Show attention", True, HEIGHT),
+         ("checkpoints", "checkpoints", None, False, HEIGHT), ("sweeps", "sweeps", None, False, HEIGHT),
+         # Taller: headline, aggregates (figure and table), profile, then the per-game table at the bottom.
+         ("report", "report", None, True, 2250)]
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -45,7 +61,7 @@ def start(args: list[str], health: str, env: dict[str, str]) -> subprocess.Popen
     raise RuntimeError(f"{args[2]} did not start")
 
 
-def main(runs_dir: str, out_dir: str = "docs/screenshots") -> None:
+def main(runs_dir: str, out_dir: str = "docs/screenshots", pages: list[str] | None = None) -> None:
     out = ROOT / out_dir
     out.mkdir(parents=True, exist_ok=True)
     api, ui = free_port(), free_port()
@@ -58,8 +74,11 @@ def main(runs_dir: str, out_dir: str = "docs/screenshots") -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1500})
-            for name, path, button, chart in PAGES:
+            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+            for name, path, button, chart, height in PAGES:
+                if pages and name not in pages:
+                    continue
+                page.set_viewport_size({"width": WIDTH, "height": height})
                 page.goto(f"{ui_url}/{path}")
                 page.wait_for_selector("h1", timeout=60_000)
                 if button:
@@ -75,4 +94,14 @@ def main(runs_dir: str, out_dir: str = "docs/screenshots") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("runs_dir", help="runs directory to show (a copy: the dashboard can start jobs)")
+    parser.add_argument("out_dir", nargs="?", default="docs/screenshots")
+    parser.add_argument("--pages", default=None,
+                        help=f"comma-separated pages to take (default all: {', '.join(p[0] for p in PAGES)})")
+    args = parser.parse_args()
+    wanted = args.pages.split(",") if args.pages else None
+    unknown = set(wanted or []) - {p[0] for p in PAGES}
+    if unknown:
+        parser.error(f"unknown pages: {', '.join(sorted(unknown))}")
+    main(args.runs_dir, args.out_dir, wanted)

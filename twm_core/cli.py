@@ -4,6 +4,8 @@
     twm train --game Pong --preset debug --seed 0 [--steps N] [--device auto] [--set key=value ...]
     twm train --resume checkpoints/<run_id>
     twm eval checkpoints/<run_id> [--episodes 100] [--checkpoint latest]
+    twm sweep --games Pong,Boxing --seeds 0-4 --preset atari100k [--executor local|ray] [--out report.md]
+    twm report checkpoints/ [RUN_DIR ...] [--out report.json|report.md] [--reps 2000] [--seed 0]
 
 Output goes to stdout (summaries) and stderr (progress); this module is the only one in twm_core that prints.
 """
@@ -153,6 +155,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from twm_core.report import build_report, collect_runs, report_format, report_markdown, write_report
+
+    if args.out:
+        report_format(args.out)  # a bad suffix fails before any work
+    results, skipped = collect_runs(args.runs)
+    for skip in skipped:
+        print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
+    if not results:
+        raise ValueError(f"no usable runs: none of the {len(skipped)} run(s) or path(s) given has a final evaluation")
+    report = build_report(results, reps=args.reps, seed=args.seed)
+    print(report_markdown(report), end="")
+    if args.out:
+        print(f"report written to {write_report(report, args.out)}", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    # The job manager and executors are the backend's (process supervision, its SQLite job records), so the
+    # sweep shows in the dashboard too; imported only here, the rest of twm_core never touches `backend`.
+    from backend.sweep_cli import run_sweep
+
+    if args.report_out:
+        from twm_core.report import report_format
+
+        report_format(args.report_out)  # a bad suffix fails before any run starts
+    return run_sweep(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twm", description="TWM: Transformer-based World Models (ICLR 2023)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +216,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(func=cmd_eval)
+
+    sweep = sub.add_parser("sweep", help="train one run per (game, seed) through the job manager, then report")
+    sweep.add_argument("--games", required=True, help="comma-separated games, or 'atari100k' for all 26")
+    sweep.add_argument("--seeds", default="0-4", help="seeds: '0-4', '0,2,5' (default 0-4)")
+    sweep.add_argument("--preset", default="atari100k", choices=sorted(PRESETS))
+    sweep.add_argument("--steps", type=int, default=None, help="environment steps of each run (train.total_steps)")
+    sweep.add_argument("--device", default=None, help="auto, cpu, cuda (default: the TWM_DEVICE setting)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, every run")
+    sweep.add_argument("--executor", choices=("local", "ray"), default=None, help="default: TWM_EXECUTOR or local")
+    sweep.add_argument("--ray-address", default=None, help="Ray cluster (default: TWM_RAY_ADDRESS, else local)")
+    sweep.add_argument("--max-concurrent", type=int, default=None, help="runs at once (default: executor's room)")
+    sweep.add_argument("--max-retries", type=int, default=1, help="retries of a failed run (default 1)")
+    sweep.add_argument("--runs-root", default=None, help="runs directory (default: TWM_RUNS_DIR or checkpoints)")
+    sweep.add_argument("--name", default=None)
+    sweep.add_argument("--out", dest="report_out", default=None, help="write the final report: .json or .md")
+    sweep.add_argument("--detach", action="store_true", help="queue the runs and exit (a backend starts them)")
+    sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="aggregate report of finished runs (per-game scores, HNS, bootstrap CIs)")
+    report.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, or directories holding runs")
+    report.add_argument("--out", default=None, help="also write the report: .json or .md")
+    report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (0: no CIs)")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -116,7 +116,8 @@ def sweeps_panel(client: Any, live_at_start: bool) -> None:
     by_id = {sweep["sweep_id"]: sweep for sweep in sweeps}
     if st.session_state.get("sweep_pick") not in by_id:
         st.session_state.pop("sweep_pick", None)
-    sweep_id = st.selectbox("Sweep", list(by_id), key="sweep_pick", format_func=lambda s: views.sweep_label(by_id[s]))
+    # A label that never changes: Streamlit keeps showing the first label of the picked option (streamlit#13788).
+    sweep_id = st.selectbox("Sweep", list(by_id), key="sweep_pick", format_func=lambda s: f"{by_id[s]['name']} ({s})")
     sweep_detail(client, by_id[sweep_id])
 
 

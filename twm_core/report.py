@@ -1,0 +1,314 @@
+"""Aggregate report of finished runs: per-game scores next to the paper's, and human-normalized aggregates with
+stratified-bootstrap confidence intervals (`twm_core.stats`).
+
+A run's result is the mean raw score of its final evaluation (the `final_eval` rows of scores.jsonl). The report
+compares it with the TWM paper on the same games: "TWM (paper)" from the authors' per-run scores (so it gets CIs),
+and DER, CURL, DrQ(eps), SPR, SimPLe from Table 1's per-game means (point estimates only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twm_core import stats
+from twm_core.metrics import read_jsonl
+from twm_core.run_dir import (
+    LIVE_STATES,
+    RunDir,
+    atomic_write,
+    read_json,
+    read_status,
+    status_is_stale,
+    write_json_atomic,
+)
+
+OURS = "ours"
+TWM_PAPER = "TWM (paper)"
+TABLE1_METHODS: tuple[str, ...] = ("DER", "CURL", "DrQ(eps)", "SPR", "SimPLe")
+"""Baselines of the paper's Table 1 with per-game means only."""
+PAPER_COLUMNS: tuple[str, ...] = ("random", "human", "TWM", *TABLE1_METHODS)
+DEFAULT_TAUS = np.linspace(0.0, 8.0, 81)
+"""Profile thresholds of rliable's Atari 100k plots."""
+
+Reference = Mapping[str, Mapping[str, Any]]
+"""Game -> {"random", "human", "TWM", "DER", ..., "TWM_runs": [...]} (the data file's "games")."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The final evaluation of one run."""
+
+    run_id: str
+    game: str
+    seed: int
+    score: float
+    """Mean raw score over the final-evaluation episodes."""
+    episodes: int
+
+
+@dataclass(frozen=True)
+class SkippedRun:
+    """A path given to the report that has no usable result, and why."""
+
+    path: Path
+    reason: str
+
+
+def load_reference() -> dict[str, dict[str, Any]]:
+    """Random, human and published scores per game (twm_core/data/atari100k-scores.json, packaged data)."""
+    text = resources.files("twm_core.data").joinpath("atari100k-scores.json").read_text(encoding="utf-8")
+    return json.loads(text)["games"]
+
+
+def human_normalized(score: float, ref: Mapping[str, Any]) -> float:
+    """(score − random) / (human − random)."""
+    return (score - ref["random"]) / (ref["human"] - ref["random"])
+
+
+# ----------------------------------------------------------------------------------------------- reading runs
+def read_run_result(run_dir: Path | RunDir) -> RunResult | str:
+    """The run's final-evaluation result, or the reason it has none (a one-line string)."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    if not run.exists():
+        return "not a directory"
+    try:
+        cfg = read_json(run.config_path)
+        status = read_status(run) or {}
+    except ValueError as e:
+        return f"unreadable run file: {e}"
+    if cfg is None:
+        return "no config.json (not a run directory)"
+    game, seed = cfg.get("env", {}).get("game"), cfg.get("seed")
+    if not isinstance(game, str) or not isinstance(seed, int):
+        return "config.json lacks env.game or seed"
+    rows = [row for row in read_jsonl(run.scores_path)[0] if row.get("kind") == "final_eval"]
+    if not rows:
+        state = status.get("state", "unknown")
+        if state in LIVE_STATES and not status_is_stale(status):
+            return f"no final evaluation yet (run is {state})"
+        return f"no final evaluation (state: {state})"
+    last_step = max(row["step"] for row in rows)
+    rows = [row for row in rows if row["step"] == last_step]
+    expected = cfg.get("train", {}).get("final_eval_episodes")
+    if isinstance(expected, int) and expected > 0:
+        if len(rows) < expected:
+            return f"final evaluation incomplete: {len(rows)} of {expected} episodes"
+        # A crash between writing the rows and the checkpoint repeats the evaluation on resume: keep the last set.
+        rows = rows[-expected:]
+    scores = [row.get("score") for row in rows]
+    if not all(isinstance(s, int | float) for s in scores):
+        return "final evaluation has a non-finite score"
+    return RunResult(run.run_id, game, seed, float(np.mean(scores)), len(scores))
+
+
+def collect_run_result(run_dir: Path | RunDir) -> RunResult | None:
+    """The run's final-evaluation result, or None without one (`read_run_result` says why)."""
+    result = read_run_result(run_dir)
+    return result if isinstance(result, RunResult) else None
+
+
+def expand_run_dirs(paths: Iterable[Path | str]) -> tuple[list[Path], list[SkippedRun]]:
+    """Run directories among `paths`: a path holding config.json is a run, any other directory is searched one
+    level down for runs. Duplicates are dropped; paths with no run are returned as skipped."""
+    found: dict[Path, None] = {}  # ordered set
+    skipped: list[SkippedRun] = []
+    for path in map(Path, paths):
+        if RunDir(path).config_path.is_file():
+            found.setdefault(path.resolve())
+            continue
+        if not path.is_dir():
+            skipped.append(SkippedRun(path, "not a directory"))
+            continue
+        children = sorted(child for child in path.iterdir() if RunDir(child).config_path.is_file())
+        if not children:
+            skipped.append(SkippedRun(path, "no run directories (no config.json here or one level down)"))
+        for child in children:
+            found.setdefault(child.resolve())
+    return list(found), skipped
+
+
+def collect_runs(paths: Iterable[Path | str]) -> tuple[list[RunResult], list[SkippedRun]]:
+    """Results of every run under `paths` (see `expand_run_dirs`), and the runs skipped with their reasons."""
+    run_dirs, skipped = expand_run_dirs(paths)
+    results: list[RunResult] = []
+    for run_dir in run_dirs:
+        result = read_run_result(run_dir)
+        if isinstance(result, RunResult):
+            results.append(result)
+        else:
+            skipped.append(SkippedRun(run_dir, result))
+    return results, skipped
+
+
+# ----------------------------------------------------------------------------------------------- aggregates
+def _interval(value: float, ci: tuple[float, float] | None) -> dict[str, float | None]:
+    return {"value": float(value), "ci_low": None if ci is None else ci[0], "ci_high": None if ci is None else ci[1]}
+
+
+def aggregate_with_ci(scores_per_game: Sequence[np.ndarray], reps: int, seed: int,
+                      confidence: float = 0.95) -> dict[str, dict[str, float | None]]:
+    """Every aggregate of `stats.AGGREGATES` with its stratified-bootstrap CI (`reps=0`: no CI)."""
+    return {name: _interval(float(fn(scores_per_game)), stats.stratified_bootstrap_ci(
+                scores_per_game, fn, reps, confidence, seed) if reps > 0 else None)
+            for name, fn in stats.AGGREGATES.items()}
+
+
+def _profile_entry(scores_per_game: Sequence[np.ndarray], taus: np.ndarray, reps: int, seed: int,
+                   confidence: float) -> dict[str, list[float] | None]:
+    profile = stats.performance_profile(scores_per_game, taus, reps, confidence, seed)
+    return {"fraction": profile.fraction.tolist(),
+            "ci_low": None if profile.ci_low is None else profile.ci_low.tolist(),
+            "ci_high": None if profile.ci_high is None else profile.ci_high.tolist()}
+
+
+def _paper_scores(reference: Reference, games: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    """Human-normalized per-game scores of each paper method: TWM per run, the Table 1 methods one mean per game."""
+    out = {TWM_PAPER: [np.array([human_normalized(s, reference[g]) for s in reference[g]["TWM_runs"]])
+                       for g in games]}
+    for method in TABLE1_METHODS:
+        out[method] = [np.array([human_normalized(reference[g][method], reference[g])]) for g in games]
+    return out
+
+
+def paper_aggregates(reference: Reference | None = None, games: Sequence[str] | None = None, reps: int = 2000,
+                     seed: int = 0, confidence: float = 0.95) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Aggregates of the paper's methods over `games` (default: all 26): TWM from its per-run scores with CIs,
+    the Table 1 baselines from per-game means without CIs (IQM and optimality gap then pool per-game means)."""
+    reference = load_reference() if reference is None else reference
+    games = sorted(reference) if games is None else list(games)
+    out = {}
+    for method, scores in _paper_scores(reference, games).items():
+        out[method] = aggregate_with_ci(scores, reps if method == TWM_PAPER else 0, seed, confidence)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the report
+def _game_entry(game: str, runs: list[RunResult], ref: Mapping[str, Any] | None) -> dict[str, Any]:
+    mean_score = float(np.mean([r.score for r in runs]))
+    return {
+        "game": game,
+        "runs": [{"run_id": r.run_id, "seed": r.seed, "score": r.score, "episodes": r.episodes,
+                  "hns": None if ref is None else human_normalized(r.score, ref)}
+                 for r in sorted(runs, key=lambda r: (r.seed, r.run_id))],
+        "mean_score": mean_score,
+        "hns": None if ref is None else human_normalized(mean_score, ref),
+        "paper": None if ref is None else {key: ref[key] for key in PAPER_COLUMNS},
+        "paper_hns": None if ref is None else {m: human_normalized(ref[m], ref) for m in ("TWM", *TABLE1_METHODS)},
+    }
+
+
+def build_report(results: Sequence[RunResult], reference: Reference | None = None, reps: int = 2000, seed: int = 0,
+                 confidence: float = 0.95) -> dict[str, Any]:
+    """A JSON-serialisable report: games, aggregates (ours and the paper's methods, on our games that have
+    reference scores), performance profiles, and meta. `reps=0` leaves every CI null."""
+    if not results:
+        raise ValueError("no run results to report")
+    if reps < 0:
+        raise ValueError(f"reps must be >= 0, got {reps}")
+    reference = load_reference() if reference is None else reference
+    canonical = {game.lower(): game for game in reference}  # config.json keeps the game as typed ("pong")
+    by_game: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_game.setdefault(canonical.get(r.game.lower(), r.game), []).append(r)
+    games = [_game_entry(g, by_game[g], reference.get(g)) for g in sorted(by_game)]
+    common = [entry["game"] for entry in games if entry["paper"] is not None]
+
+    aggregates: dict[str, Any] = {}
+    profile: dict[str, Any] = {"taus": DEFAULT_TAUS.tolist()}
+    if common:
+        ours = [np.array([run["hns"] for run in entry["runs"]]) for entry in games if entry["paper"] is not None]
+        aggregates[OURS] = aggregate_with_ci(ours, reps, seed, confidence)
+        aggregates.update(paper_aggregates(reference, common, reps, seed, confidence))
+        profile[OURS] = _profile_entry(ours, DEFAULT_TAUS, reps, seed, confidence)
+        for method, scores in _paper_scores(reference, common).items():
+            profile[method] = _profile_entry(scores, DEFAULT_TAUS, reps if method == TWM_PAPER else 0, seed,
+                                             confidence)
+    excluded = [entry["game"] for entry in games if entry["paper"] is None]
+    return {"games": games, "aggregates": aggregates, "profile": profile, "meta": {
+        "num_runs": len(results), "num_games": len(games),
+        "games_missing": sorted(set(reference) - set(by_game)), "reps": reps, "confidence": confidence,
+        "seed": seed, "note": _note(common, excluded, reps, confidence)}}
+
+
+def _note(common: list[str], excluded: list[str], reps: int, confidence: float) -> str:
+    if not common:
+        return (f"No aggregates: none of the games ({', '.join(excluded)}) has reference scores. "
+                "Full-benchmark paper aggregates: twm_core.report.paper_aggregates().")
+    parts = [
+        f"Aggregates of human-normalized scores over the {len(common)} game(s) with reference scores "
+        f"({', '.join(common)}); '{TWM_PAPER}' uses the authors' per-run scores on the same games.",
+        f"CIs ({confidence:.0%}): percentile stratified bootstrap over runs, {reps} resamples, for ours and "
+        f"{TWM_PAPER}." if reps > 0 else "No CIs (reps=0).",
+        f"{', '.join(TABLE1_METHODS)}: point estimates from Table 1 per-game means (no per-run scores), so no CIs, "
+        "and their IQM and optimality gap pool per-game means instead of runs.",
+    ]
+    if excluded:
+        parts.append(f"Games without reference scores, excluded from aggregates: {', '.join(excluded)}.")
+    return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------- output
+def _num(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _with_ci(entry: Mapping[str, float | None]) -> str:
+    text = _num(entry["value"], ".3f")
+    if entry["ci_low"] is not None and entry["ci_high"] is not None:
+        text += f" [{entry['ci_low']:.3f}, {entry['ci_high']:.3f}]"
+    return text
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: a per-game table (raw scores, HNS) and an aggregates table with CIs."""
+    meta = report["meta"]
+    lines = ["## Per-game scores (raw; HNS = human-normalized)", "",
+             "| Game | Runs | Ours | Ours HNS | TWM (paper) | TWM HNS | " + " | ".join(TABLE1_METHODS) + " |",
+             "| --- | ---: |" + " ---: |" * (4 + len(TABLE1_METHODS))]
+    for g in report["games"]:
+        paper, paper_hns = g["paper"] or {}, g["paper_hns"] or {}
+        cells = [g["game"], str(len(g["runs"])), _num(g["mean_score"], ".1f"), _num(g["hns"], ".3f"),
+                 _num(paper.get("TWM"), ".1f"), _num(paper_hns.get("TWM"), ".3f"),
+                 *(_num(paper.get(m), ".1f") for m in TABLE1_METHODS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Aggregates (human-normalized)", ""]
+    if report["aggregates"]:
+        if meta["reps"] > 0:
+            lines += [f"Value [{meta['confidence']:.0%} CI]; a method without a CI has no per-run scores.", ""]
+        lines += ["| Method | Mean | Median | IQM | Optimality gap |", "| --- | --- | --- | --- | --- |"]
+        for method, agg in report["aggregates"].items():
+            cells = [method, *(_with_ci(agg[name]) for name in stats.AGGREGATES)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(f"{meta['num_runs']} run(s), {meta['num_games']} game(s); "
+                 f"{len(meta['games_missing'])} Atari 100k game(s) not run. {meta['note']}")
+    return "\n".join(lines) + "\n"
+
+
+def report_format(path: Path | str) -> str:
+    """'json' or 'markdown', from the suffix of an output path; any other suffix is a ValueError."""
+    formats = {".json": "json", ".md": "markdown", ".markdown": "markdown"}
+    suffix = Path(path).suffix.lower()
+    if suffix not in formats:
+        raise ValueError(f"report output must end in .json or .md, got {Path(path).name!r}")
+    return formats[suffix]
+
+
+def write_report(report: Mapping[str, Any], path: Path | str) -> Path:
+    """Write the report as JSON (`.json`) or Markdown (`.md`), chosen by the suffix; atomic. Returns the path."""
+    path = Path(path)
+    fmt = report_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "json":
+        write_json_atomic(path, dict(report))
+    else:
+        with atomic_write(path) as f:
+            f.write(report_markdown(report).encode("utf-8"))
+    return path

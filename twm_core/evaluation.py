@@ -6,9 +6,7 @@ over ("to remove bias for shorter episodes"), and the first N scores are kept.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 import torch
@@ -17,6 +15,7 @@ from twm_core.acting import PolicyRunner
 from twm_core.config import TWMConfig
 from twm_core.envs import make_env, transform_reward
 from twm_core.models.actor_critic import ActorCritic
+from twm_core.report import load_reference
 from twm_core.seeding import derive_seed
 from twm_core.world_model import WorldModel
 
@@ -29,7 +28,7 @@ class EpisodeResult:
 
 def reference_scores() -> dict:
     """Random, human and published scores per game (paper Table 1 and the authors' per-run results)."""
-    return json.loads(resources.files("twm_core.data").joinpath("atari100k-scores.json").read_text())["games"]
+    return load_reference()
 
 
 def human_normalized(game: str, score: float) -> float | None:

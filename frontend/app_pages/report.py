@@ -67,8 +67,7 @@ def headline(report: dict[str, Any]) -> None:
     st.caption(" · ".join(parts))
     missing = views.missing_games(meta)
     if missing:
-        st.caption(f"Not in the report (no finished run with a final evaluation): {len(missing)} Atari 100k "
-                   f"game(s), {', '.join(missing)}.")
+        st.caption(f"Atari 100k games with no run in this report: {len(missing)} ({', '.join(missing)}).")
     skipped = meta.get("skipped") or []  # the backend lists the runs it left out, with why
     if skipped:
         with st.expander(f"{len(skipped)} run(s) left out"):

@@ -8,8 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -98,4 +100,30 @@ def test_ray_sweep_cancel_stops_the_training_processes(
                 assert latest_checkpoint(RunDir(job["run_dir"])) is not None
                 assert read_status(RunDir(job["run_dir"]))["state"] == "cancelled"
         assert client.post(f"/api/sweeps/{sweep['sweep_id']}/cancel").status_code == 409
+        assert named_actors() == []
+
+        # Resume through Ray: a new actor continues the run from its checkpoint (`twm train --resume`).
+        job = next(job for job in done["jobs"] if job["started_at"] is not None)
+        resumed = client.post(f"/api/jobs/{job['job_id']}/resume")
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["attempt"] == 2
+        again = wait_job_running(client, job["job_id"])
+        assert named_actors() == [f"twm-{job['job_id']}-a2"]
+        log = (Path(job["run_dir"]) / "train.log").read_text()
+        assert f"train --resume {job['run_dir']}" in log  # the new actor's command line, logged by the worker
+        assert again["progress"]["step"] >= job["progress"]["step"]  # continued, not restarted
+        assert client.post(f"/api/jobs/{job['job_id']}/cancel").status_code == 200
+        final = wait_sweep(client, sweep["sweep_id"], sweep_ended)
+        assert final["state"] == "cancelled"
     assert named_actors() == []
+
+
+def wait_job_running(client: TestClient, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Poll the job until its trainer reports from the new attempt (status.json state `training`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] == "running" and job["progress"]["run_state"] == "training":
+            return job
+        time.sleep(0.3)
+    pytest.fail(f"job {job_id} did not resume training within {timeout:.0f}s: {job}")

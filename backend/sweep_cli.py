@@ -13,15 +13,45 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from backend.jobs import ENDED_STATES, JobConflict, JobManager
-from backend.settings import Settings
-from backend.sweeps import Sweep, SweepManager
+from twm_core.config import PRESETS
+
+if TYPE_CHECKING:
+    from backend.jobs import JobManager
+    from backend.sweeps import Sweep, SweepManager
+
+
+def add_command(sub: Any) -> None:
+    """Add `sweep` to the `twm` subcommands (the `twm.commands` entry point; imports stay light until it runs)."""
+    sweep = sub.add_parser("sweep", help="train one run per (game, seed) through the job manager, then report")
+    sweep.add_argument("--games", required=True, help="comma-separated games, or 'atari100k' for all 26")
+    sweep.add_argument("--seeds", default="0-4", help="seeds: '0-4', '0,2,5' (default 0-4)")
+    sweep.add_argument("--preset", default="atari100k", choices=sorted(PRESETS))
+    sweep.add_argument("--steps", type=int, default=None, help="environment steps of each run (train.total_steps)")
+    sweep.add_argument("--device", default=None, help="auto, cpu, cuda (default: the TWM_DEVICE setting)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, every run")
+    sweep.add_argument("--executor", choices=("local", "ray"), default=None, help="default: TWM_EXECUTOR or local")
+    sweep.add_argument("--ray-address", default=None, help="Ray cluster (default: TWM_RAY_ADDRESS, else local)")
+    sweep.add_argument("--max-concurrent", type=int, default=None, help="runs at once (default: executor's room)")
+    sweep.add_argument("--max-retries", type=int, default=1, help="retries of a failed run (default 1)")
+    sweep.add_argument("--runs-root", default=None, help="runs directory (default: TWM_RUNS_DIR or checkpoints)")
+    sweep.add_argument("--name", default=None)
+    sweep.add_argument("--out", dest="report_out", default=None, help="write the final report: .json or .md")
+    sweep.add_argument("--detach", action="store_true", help="queue the runs and exit (a backend starts them)")
+    sweep.set_defaults(func=run_sweep)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     """Submit the sweep; follow it unless `--detach`; print and write its report. Exit 0 when every run finished."""
+    from backend.jobs import JobManager
+    from backend.settings import Settings
+    from backend.sweeps import SweepManager
     from twm_core.cli import parse_overrides
+    from twm_core.report import report_format
+
+    if args.report_out:
+        report_format(args.report_out)  # a bad suffix fails before any run starts
 
     given = {"runs_dir": args.runs_root, "executor": args.executor, "ray_address": args.ray_address,
              "max_concurrent_jobs": args.max_concurrent}
@@ -42,6 +72,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _follow(jobs: JobManager, sweeps: SweepManager, sweep_id: str) -> Sweep:
+    from backend.jobs import ENDED_STATES, JobConflict
+
     interrupted = False
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:

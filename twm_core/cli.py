@@ -1,4 +1,4 @@
-"""`twm` command line: describe, train, eval.
+"""`twm` command line: describe, train, eval, report (and sweep, from the backend).
 
     twm describe --preset atari100k --game Pong [--json]
     twm train --game Pong --preset debug --seed 0 [--steps N] [--device auto] [--set key=value ...]
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from typing import Any
 
 from twm_core.config import PRESETS, ConfigError, TWMConfig, make_config
@@ -172,18 +173,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    # The job manager and executors are the backend's (process supervision, its SQLite job records), so the
-    # sweep shows in the dashboard too; imported only here, the rest of twm_core never touches `backend`.
-    from backend.sweep_cli import run_sweep
-
-    if args.report_out:
-        from twm_core.report import report_format
-
-        report_format(args.report_out)  # a bad suffix fails before any run starts
-    return run_sweep(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twm", description="TWM: Transformer-based World Models (ICLR 2023)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,22 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(func=cmd_eval)
 
-    sweep = sub.add_parser("sweep", help="train one run per (game, seed) through the job manager, then report")
-    sweep.add_argument("--games", required=True, help="comma-separated games, or 'atari100k' for all 26")
-    sweep.add_argument("--seeds", default="0-4", help="seeds: '0-4', '0,2,5' (default 0-4)")
-    sweep.add_argument("--preset", default="atari100k", choices=sorted(PRESETS))
-    sweep.add_argument("--steps", type=int, default=None, help="environment steps of each run (train.total_steps)")
-    sweep.add_argument("--device", default=None, help="auto, cpu, cuda (default: the TWM_DEVICE setting)")
-    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, every run")
-    sweep.add_argument("--executor", choices=("local", "ray"), default=None, help="default: TWM_EXECUTOR or local")
-    sweep.add_argument("--ray-address", default=None, help="Ray cluster (default: TWM_RAY_ADDRESS, else local)")
-    sweep.add_argument("--max-concurrent", type=int, default=None, help="runs at once (default: executor's room)")
-    sweep.add_argument("--max-retries", type=int, default=1, help="retries of a failed run (default 1)")
-    sweep.add_argument("--runs-root", default=None, help="runs directory (default: TWM_RUNS_DIR or checkpoints)")
-    sweep.add_argument("--name", default=None)
-    sweep.add_argument("--out", dest="report_out", default=None, help="write the final report: .json or .md")
-    sweep.add_argument("--detach", action="store_true", help="queue the runs and exit (a backend starts them)")
-    sweep.set_defaults(func=cmd_sweep)
 
     report = sub.add_parser("report", help="aggregate report of finished runs (per-game scores, HNS, bootstrap CIs)")
     report.add_argument("runs", nargs="+", metavar="RUNS", help="run directories, or directories holding runs")
@@ -240,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (0: no CIs)")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.set_defaults(func=cmd_report)
+
+    # Commands from other packages of this distribution (`twm sweep` is the backend's: it drives its job
+    # manager), registered as entry points of the group `twm.commands` in pyproject.toml, so twm_core imports none.
+    for command in entry_points(group="twm.commands"):
+        command.load()(sub)
     return parser
 
 

@@ -28,6 +28,8 @@ SCRIPTS = [
     ("collect", ["--game", "Catch", "--steps", "50"], {"collect": "steps/s", "policy": "ms/step", "env": "ms/step"}),
     ("train_step", [], {"train_step": "ms"}),
     ("endpoints", [], {"imagine_first": "ms", "imagine": "ms", "attention": "ms"}),
+    ("memory", ["--game", "Catch"], {"replay_bytes": "MB", "bytes_per_step": "B", "rss_before": "MB", "rss": "MB",
+                                     "peak_rss": "MB", "sample": "ms"}),  # on a CPU: no gpu_train_step
 ]
 
 

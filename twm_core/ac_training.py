@@ -11,6 +11,7 @@ import torch
 from twm_core import losses
 from twm_core.imagination import ImaginedTrajectory
 from twm_core.models.actor_critic import ActorCritic
+from twm_core.models.fastpaths import autocast, module_device
 from twm_core.optim import make_adam, optimizer_step
 
 Metrics = dict[str, torch.Tensor]
@@ -38,7 +39,8 @@ def compute_targets(ac: ActorCritic, x: torch.Tensor, rewards: torch.Tensor, dis
     Shapes: x (B, H+1, X); rewards, discounts, dones (B, H) -> returns, advantages (B, H)
     """
     ac.eval()
-    values = ac.value(x, target=True)  # (B, H+1)
+    with autocast(ac.amp, module_device(ac)):
+        values = ac.value(x, target=True).float()  # (B, H+1)
     advantages = losses.gae_advantages(rewards, discounts, dones, values, lam)
     return advantages + values[:, :-1], advantages  # no normalisation (ac_normalize_advantages=False)
 
@@ -55,10 +57,13 @@ def actor_critic_update(ac: ActorCritic, optimizers: ActorCriticOptimizers, traj
     x = ac.inputs(traj.z, traj.hidden)  # (M, H+1, X)
     returns, advantages = compute_targets(ac, x, traj.rewards, traj.discounts, traj.dones, lam)
     ac.train()
-    values = ac.value(x[:, :-1])  # the last state only bootstraps
+    with autocast(ac.amp, module_device(ac)):
+        values = ac.value(x[:, :-1]).float()  # the last state only bootstraps
     c_loss, c_metrics = losses.critic_loss(values, returns, traj.weights)
     c_metrics["critic_grad_norm"] = optimizer_step(optimizers.critic, c_loss, cfg.critic_grad_clip)
-    a_loss, a_metrics = losses.actor_loss(ac.logits(x[:, :-1]), traj.actions, advantages, traj.weights,
+    with autocast(ac.amp, module_device(ac)):
+        logits = ac.logits(x[:, :-1]).float()
+    a_loss, a_metrics = losses.actor_loss(logits, traj.actions, advantages, traj.weights,
                                           cfg.entropy_coef, cfg.entropy_threshold)
     a_metrics["actor_grad_norm"] = optimizer_step(optimizers.actor, a_loss, cfg.actor_grad_clip)
     return {**c_metrics, **a_metrics, "num_dones": traj.dones.sum().detach().float()}
@@ -76,8 +81,10 @@ def actor_critic_pretrain_update(ac: ActorCritic, optimizers: ActorCriticOptimiz
     x = ac.inputs(z, h)
     returns, _ = compute_targets(ac, x, rewards, discounts, dones, lam)
     ac.train()
-    c_loss, c_metrics = losses.critic_loss(ac.value(x[:, :-1]), returns, torch.ones_like(returns))
-    a_loss, a_metrics = losses.actor_pretrain_loss(ac.logits(x), cfg.entropy_coef)
+    with autocast(ac.amp, module_device(ac)):
+        values, logits = ac.value(x[:, :-1]).float(), ac.logits(x).float()
+    c_loss, c_metrics = losses.critic_loss(values, returns, torch.ones_like(returns))
+    a_loss, a_metrics = losses.actor_pretrain_loss(logits, cfg.entropy_coef)
     a_metrics["actor_grad_norm"] = optimizer_step(optimizers.actor, a_loss, cfg.actor_grad_clip)
     c_metrics["critic_grad_norm"] = optimizer_step(optimizers.critic, c_loss, cfg.critic_grad_clip)
     return {**c_metrics, **a_metrics}

@@ -360,6 +360,19 @@ class TrainConfig:
     """Env steps between checkpoints (infrastructure: the reference saves only the final agent)."""
     keep_checkpoints: int = 5
     """Checkpoints kept on disk (the newest ones); older ones are pruned."""
+    # Performance switches (infrastructure, not the method: none changes the maths beyond float rounding, except
+    # amp; see twm_core/models/fastpaths.py and README "Performance"). Off by default: measured not to pay on a CPU,
+    # or not measured on a GPU yet.
+    amp: str = "none"
+    """Mixed precision of the forward passes: 'none' (fp32, as the authors trained) or 'bf16' (torch.autocast;
+    works on a CPU too, but is only fast where the CPU or GPU has bf16 units). Optimizer steps stay fp32."""
+    compile: bool = False
+    """torch.compile the convolution stacks and MLPs (not the Transformer-XL, whose key count changes every step)."""
+    channels_last: bool = False
+    """Feed the observation model's convolutions channels-last (NHWC) inputs."""
+    fused_attention: bool = False
+    """F.scaled_dot_product_attention where no attention maps are requested (slower than the explicit path on a
+    CPU; with dropout active it draws its own dropout masks: same distribution, another random stream)."""
 
     def __post_init__(self) -> None:
         _positive(self, "train", "total_steps", "wm_batch_size", "wm_sequence_length", "wm_train_steps", "budget",
@@ -368,6 +381,7 @@ class TrainConfig:
                       "eval_episodes", "final_eval_episodes")
         _check(self.pretrain_budget < self.budget, "train.pretrain_budget", "must be < train.budget",
                self.pretrain_budget)
+        _check(self.amp in ("none", "bf16"), "train.amp", "must be 'none' or 'bf16'", self.amp)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from twm_core.models.actor_critic import ActorCritic
+from twm_core.models.fastpaths import apply_performance_settings, autocast
 from twm_core.models.observation import sample_onehot
 from twm_core.world_model import WorldModel
 
@@ -93,39 +94,45 @@ def imagine(wm: WorldModel, ac: ActorCritic, start: ImaginationStart, horizon: i
             keep_logits: bool = False) -> ImaginedTrajectory:
     """Imagine `horizon` steps from `start` with the policy (or the given `actions`, shape (M, H)).
 
-    `sample_start_z(n)` returns n fresh start latents (M rows done → restarted), shape (n, Z).
+    `sample_start_z(n)` returns n fresh start latents (M rows done → restarted), shape (n, Z). The outputs are
+    written into preallocated (M, H(+1), ·) tensors; the random draws happen in the same order as a step-by-step
+    loop with list appends (policy action, then ẑ, then restarts), so a seed gives the same trajectory.
     """
+    apply_performance_settings(wm.cfg.train, wm, ac)
     wm.eval()
     ac.eval()
-    dyn = wm.dyn_model
-    out, memory = dyn.step(None, start.z[:, :1], start.actions)  # memory from (z_{t-1}, a_{t-1})
-    z, h = start.z[:, 1:], out.hidden  # (M, 1, Z), (M, 1, D)
+    dyn, amp, device = wm.dyn_model, wm.cfg.train.amp, start.z.device
+    with autocast(amp, device):  # memory from (z_{t-1}, a_{t-1}); its predictions are not used
+        out, memory = dyn.step(None, start.z[:, :1], start.actions, heads=False)
+    batch, z_dim = start.z.shape[0], start.z.shape[-1]
+    zs = start.z.new_empty(batch, horizon + 1, z_dim)  # (M, H+1, Z)
+    hs = torch.empty(batch, horizon + 1, out.hidden.shape[-1], device=device)  # (M, H+1, D)
+    acts = torch.empty(batch, horizon, dtype=torch.long, device=device)  # (M, H)
+    rewards, discounts, weights = (torch.empty(batch, horizon, device=device) for _ in range(3))  # (M, H)
+    dones = torch.empty(batch, horizon, dtype=torch.bool, device=device)
+    logits = torch.empty(batch, horizon, *dyn.z_shape, device=device) if keep_logits else None  # (M, H, C, K)
+    zs[:, 0], hs[:, 0] = start.z[:, 1], out.hidden[:, 0]
+    z, h = zs[:, :1], hs[:, :1]  # (M, 1, Z), (M, 1, D)
     prev_r, prev_d = start.rewards, start.terminated | start.truncated  # (M, 1)
     cumulative = torch.ones_like(prev_r)
-    zs, hs = [z], [h]
-    acts, rewards, discounts, dones, weights, logits, attention = [], [], [], [], [], [], []
+    attention = []
     for t in range(horizon):
-        a = ac.act(ac.inputs(z, h)) if actions is None else actions[:, t:t + 1]  # (M, 1)
-        out, memory = dyn.step(memory, z, a, prev_r, prev_d, return_attention=return_attention)
-        next_z = sample_onehot(out.z_logits, 1.0).flatten(-2)  # (M, 1, Z), temperature 1
-        r, g = out.reward, out.discount  # (M, 1)
+        with autocast(amp, device):
+            a = ac.act(ac.inputs(z, h)) if actions is None else actions[:, t:t + 1]  # (M, 1)
+            out, memory = dyn.step(memory, z, a, prev_r, prev_d, return_attention=return_attention)
+        z_logits = out.z_logits.float()  # (M, 1, C, K); fp32 also under amp, for the sampling
+        next_z = sample_onehot(z_logits, 1.0).flatten(-2)  # (M, 1, Z), temperature 1
+        r, g = out.reward.float(), out.discount.float()  # (M, 1)
         w, cumulative, d = discount_bookkeeping(cumulative, prev_d, g, discount_threshold)
-        weights.append(w)
         restart = d[:, 0]
         if restart.any():
             next_z[restart, 0] = sample_start_z(int(restart.sum()))
-        zs.append(next_z)
-        hs.append(out.hidden)
-        acts.append(a)
-        rewards.append(r)
-        discounts.append(g)
-        dones.append(d)
-        if keep_logits:
-            logits.append(out.z_logits)
+        zs[:, t + 1:t + 2], hs[:, t + 1:t + 2], acts[:, t:t + 1] = next_z, out.hidden, a
+        rewards[:, t:t + 1], discounts[:, t:t + 1], dones[:, t:t + 1], weights[:, t:t + 1] = r, g, d, w
+        if logits is not None:
+            logits[:, t:t + 1] = z_logits
         if return_attention:
             attention.append(out.attention)
-        z, h, prev_r, prev_d = next_z, out.hidden, r, d
-    return ImaginedTrajectory(
-        z=torch.cat(zs, 1), hidden=torch.cat(hs, 1), actions=torch.cat(acts, 1), rewards=torch.cat(rewards, 1),
-        discounts=torch.cat(discounts, 1), dones=torch.cat(dones, 1), weights=torch.cat(weights, 1),
-        z_logits=torch.cat(logits, 1) if keep_logits else None, attention=attention)
+        z, h, prev_r, prev_d = zs[:, t + 1:t + 2], hs[:, t + 1:t + 2], r, d
+    return ImaginedTrajectory(z=zs, hidden=hs, actions=acts, rewards=rewards, discounts=discounts, dones=dones,
+                              weights=weights, z_logits=logits, attention=attention)

@@ -4,11 +4,13 @@ two pretraining updates. The caller owns the optimizers; these functions own the
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from twm_core import losses
+from twm_core.models.fastpaths import apply_performance_settings, autocast, module_device
 from twm_core.models.observation import preprocess_obs
 from twm_core.optim import make_adam, optimizer_step
 from twm_core.replay import ReplayBatch
@@ -48,13 +50,19 @@ def _dynamics_loss(wm: WorldModel, z: torch.Tensor, actions: torch.Tensor, rewar
     Shapes: z (B, ℓ+1, Z); actions, rewards, terminated, truncated (B, ℓ+1); target_logits (B, ℓ, C, K)
     """
     dones, discounts, weights = _dynamics_targets(wm, terminated, truncated)
-    out = wm.dyn_model(z, actions, rewards[:, :-1], dones[:, :-1])
+    with _amp(wm):
+        out = wm.dyn_model(z, actions, rewards[:, :-1], dones[:, :-1]).float()
     d = wm.cfg.dyn
     loss, metrics = losses.dynamics_loss(
         out.z_logits[:, 1:], out.reward[:, 1:], out.discount_logit[:, 1:], target_logits, rewards[:, 1:],
         discounts[:, 1:], weights, z_coef=d.z_coef, reward_coef=d.reward_coef, discount_coef=d.discount_coef)
     metrics["h_norm"] = out.hidden.detach().norm(dim=-1).mean()
     return loss, metrics, out.z_logits[:, :-1].detach().softmax(-1)
+
+
+def _amp(wm: WorldModel) -> contextlib.AbstractContextManager[None]:
+    """The forward passes' precision (`train.amp`); outputs are cast back to fp32 before the losses."""
+    return autocast(wm.cfg.train.amp, module_device(wm))
 
 
 def world_model_update(wm: WorldModel, optimizers: WorldModelOptimizers,
@@ -66,16 +74,20 @@ def world_model_update(wm: WorldModel, optimizers: WorldModelOptimizers,
     the rest (B, ℓ+1) -> z (B, ℓ+1, Z)
     """
     obs_model, cfg = wm.obs_model, wm.cfg
+    apply_performance_settings(cfg.train, wm)
     wm.eval()
-    with torch.no_grad():
-        context_z = obs_model.sample(obs_model.encode(batch.obs[:, :1]))  # (B, 1, Z), temperature 1
-        next_logits = obs_model.encode(batch.obs[:, -1:])  # (B, 1, C, K)
+    with torch.no_grad(), _amp(wm):
+        context_z = obs_model.sample(obs_model.encode(batch.obs[:, :1]).float())  # (B, 1, Z), temperature 1
+        next_logits = obs_model.encode(batch.obs[:, -1:]).float()  # (B, 1, C, K)
     wm.train()
 
     obs = preprocess_obs(batch.obs[:, 1:-1])  # (B, ℓ, F, 64, 64)
-    z_logits = obs_model.encode(obs)  # (B, ℓ, C, K)
+    with _amp(wm):
+        z_logits = obs_model.encode(obs).float()  # (B, ℓ, C, K)
     z = obs_model.sample(z_logits, straight_through=True)  # (B, ℓ, Z)
-    dec_loss, dec_metrics = losses.decoder_loss(obs_model.decode(z), obs, cfg.obs.decoder_coef)
+    with _amp(wm):
+        recon = obs_model.decode(z).float()  # (B, ℓ, F, 64, 64)
+    dec_loss, dec_metrics = losses.decoder_loss(recon, obs, cfg.obs.decoder_coef)
     ent_loss, ent_metrics = losses.latent_entropy_loss(z_logits, cfg.obs.entropy_coef, cfg.obs.entropy_threshold)
 
     z = torch.cat([context_z, z.detach()], dim=1)  # (B, ℓ+1, Z): z is detached before entering ψ
@@ -99,10 +111,14 @@ def pretrain_obs_update(wm: WorldModel, optimizers: WorldModelOptimizers,
     Shapes: obs (B, 1, F, 64, 64) uint8
     """
     cfg = wm.cfg
+    apply_performance_settings(cfg.train, wm)
     wm.obs_model.train()
     x = preprocess_obs(obs)
-    z_logits = wm.obs_model.encode(x)
-    recon = wm.obs_model.decode(wm.obs_model.sample(z_logits, straight_through=True))
+    with _amp(wm):
+        z_logits = wm.obs_model.encode(x).float()
+    z = wm.obs_model.sample(z_logits, straight_through=True)
+    with _amp(wm):
+        recon = wm.obs_model.decode(z).float()
     dec_loss, dec_metrics = losses.decoder_loss(recon, x, cfg.obs.decoder_coef)
     ent_loss, ent_metrics = losses.latent_entropy_loss(z_logits, cfg.obs.entropy_coef, cfg.obs.entropy_threshold)
     obs_loss = dec_loss + ent_loss
@@ -117,6 +133,7 @@ def pretrain_dyn_update(wm: WorldModel, optimizers: WorldModelOptimizers, z: tor
 
     Shapes: z, actions, rewards, terminated, truncated with ℓ+1 steps; target_logits (B, ℓ, C, K)
     """
+    apply_performance_settings(wm.cfg.train, wm)
     wm.dyn_model.train()
     loss, metrics, _ = _dynamics_loss(wm, z, actions, rewards, terminated, truncated, target_logits)
     metrics["dyn_grad_norm"] = optimizer_step(optimizers.dyn, loss, wm.cfg.dyn.grad_clip)

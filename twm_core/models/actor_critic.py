@@ -27,6 +27,8 @@ class ActorCritic(nn.Module):
         self.critic = MLP(in_dim, cfg.critic_dims, 1, orthogonal=True)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False) \
             if cfg.critic_target_interval > 1 else None
+        self.amp = "none"
+        """Runtime setting (`TrainConfig.amp`, set by `apply_performance_settings`): autocast of the updates."""
 
     def inputs(self, z: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
         """The policy's view of the state: z, or [z, h] when `input_h`.
@@ -57,7 +59,7 @@ class ActorCritic(nn.Module):
         logits = self.logits(x)
         if temperature == 0:
             return logits.argmax(-1)
-        probs = (logits / temperature).softmax(-1)
+        probs = (logits if temperature == 1 else logits / temperature).softmax(-1)  # x / 1.0 == x exactly
         return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
 
     def sync_target(self) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 
 from twm_core.config import DynamicsConfig
 from twm_core.models.layers import MLP, RELU_GAIN, init_layer_
-from twm_core.models.transformer_xl import Memory, TransformerXL
+from twm_core.models.transformer_xl import KeyValue, KVCache, TransformerXL
 
 
 @dataclass
@@ -32,43 +32,57 @@ class DynamicsOutput:
 
     Shapes: hidden (B, T, D); z_logits (B, T, C, K) raw head outputs; reward (B, T) mean of N(·, 1) over tanh
     rewards; discount_logit (B, T) Bernoulli logit; attention (B, L, H, Tq, S) over all query tokens of the call,
-    or None.
+    or None. `step(heads=False)` leaves the three predictions None (only h is wanted).
     """
 
     hidden: torch.Tensor
-    z_logits: torch.Tensor
-    reward: torch.Tensor
-    discount_logit: torch.Tensor
+    z_logits: torch.Tensor | None
+    reward: torch.Tensor | None
+    discount_logit: torch.Tensor | None
     attention: torch.Tensor | None = None
+
+    def float(self) -> DynamicsOutput:
+        """The predictions in fp32 (after an autocast forward); a no-op for fp32 outputs."""
+        def f(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.float()
+
+        return DynamicsOutput(self.hidden.float(), f(self.z_logits), f(self.reward), f(self.discount_logit),
+                              f(self.attention))
 
     @property
     def discount(self) -> torch.Tensor:
         """Predicted discount γ̂ = sigmoid(logit), clipped to [0, 1] as the reference."""
+        if self.discount_logit is None:
+            raise ValueError("no predictions: the step ran with heads=False")
         return torch.sigmoid(self.discount_logit).clamp(0.0, 1.0)
 
 
 @dataclass
 class DynamicsMemory:
-    """State of the incremental path: per layer the cached keys and values of the last tokens (or, on the plain
-    path, the layer's inputs as the reference keeps them), and the done flags of the steps whose reward token is
-    in the window.
+    """State of the incremental path: the cached keys and values of the last tokens of every layer (a `KVCache`;
+    or, on the plain path, per layer its inputs as the reference keeps them), and the done flags of the steps whose
+    reward token is in the window.
 
-    Shapes: layers L × ((B, N_mem, H, E), (B, N_mem, H, E)) or L × (B, N_mem, D); dones (B, n) bool
+    Shapes: cache KVCache of N_mem tokens or L × (B, N_mem, D); dones (B, n) bool
     """
 
-    layers: list[Memory]
+    cache: KVCache | list[torch.Tensor]
     dones: torch.Tensor
 
     @property
+    def layers(self) -> list[KeyValue] | list[torch.Tensor]:
+        """Per layer: its keys and values ((B, N_mem, H, E) each, views) or its remembered inputs (B, N_mem, D)."""
+        if isinstance(self.cache, KVCache):
+            return [self.cache.layer(i) for i in range(self.cache.storage.keys.shape[0])]
+        return self.cache
+
+    @property
     def num_tokens(self) -> int:
-        first = self.layers[0]
-        return (first[0] if isinstance(first, tuple) else first).shape[1]
+        return self.cache.num_tokens if isinstance(self.cache, KVCache) else self.cache[0].shape[1]
 
     def index(self, rows: torch.Tensor) -> DynamicsMemory:
-        def pick(m: Memory) -> Memory:
-            return (m[0][rows], m[1][rows]) if isinstance(m, tuple) else m[rows]
-
-        return DynamicsMemory([pick(m) for m in self.layers], self.dones[rows])
+        cache = self.cache.index(rows) if isinstance(self.cache, KVCache) else [m[rows] for m in self.cache]
+        return DynamicsMemory(cache, self.dones[rows])
 
 
 def attention_mask(num_queries: int, num_keys: int, tokens_per_step: int, memory_length: int,
@@ -126,7 +140,9 @@ class DynamicsModel(nn.Module):
         self.discount_head = MLP(dim, cfg.discount_dims, 1, dropout=cfg.dropout, pre_activation=True,
                                  final_bias=discount_factor)
 
-    def _heads(self, hidden: torch.Tensor, attention: torch.Tensor | None) -> DynamicsOutput:
+    def _heads(self, hidden: torch.Tensor, attention: torch.Tensor | None, heads: bool = True) -> DynamicsOutput:
+        if not heads:
+            return DynamicsOutput(hidden, None, None, None, attention)
         z_logits = self.z_head(hidden).unflatten(-1, self.z_shape)  # (B, T, C, K)
         return DynamicsOutput(hidden, z_logits, self.reward_head(hidden).squeeze(-1),
                               self.discount_head(hidden).squeeze(-1), attention)
@@ -156,16 +172,19 @@ class DynamicsModel(nn.Module):
         tokens = torch.cat([tokens, ez[:, -1:], ea[:, -1:]], dim=1)  # (B, (T-1)·M + 2, D)
         num_tokens = tokens.shape[1]
         mask = attention_mask(num_tokens, num_tokens, self.tokens_per_step, self.cfg.memory_length, dones)
-        out, _, attention = self.transformer(tokens, mask)
+        out, _, attention = self.transformer(tokens, mask, need_weights=return_attention)
         hidden = out[:, 1::self.tokens_per_step]  # (B, T, D) at the action tokens
         return self._heads(hidden, attention if return_attention else None)
 
     def step(self, memory: DynamicsMemory | None, z: torch.Tensor, actions: torch.Tensor,
              prev_rewards: torch.Tensor | None = None, prev_dones: torch.Tensor | None = None,
-             return_attention: bool = False, kv_cache: bool = True) -> tuple[DynamicsOutput, DynamicsMemory]:
+             return_attention: bool = False, kv_cache: bool = True, heads: bool = True
+             ) -> tuple[DynamicsOutput, DynamicsMemory]:
         """Incremental path: one new step. The first call (memory None) feeds (z, a); later calls feed the previous
         step's reward and done with the new (z, a), i.e. tokens (r_{t-1}, z_t, a_t). `kv_cache` keeps keys and
-        values instead of re-projecting the remembered layer inputs (the reference); both compute the same function.
+        values (`KVCache`) instead of re-projecting the remembered layer inputs (the reference); both compute the
+        same function. The last layer computes the output of the a_t token alone (the only one used; exact).
+        `heads=False` skips the three prediction heads (only h is returned).
 
         Shapes: z (B, 1, C·K), actions (B, 1), prev_rewards (B, 1), prev_dones (B, 1) bool
         -> DynamicsOutput (T = 1), DynamicsMemory
@@ -188,6 +207,8 @@ class DynamicsModel(nn.Module):
         num_keys = tokens.shape[1] + (0 if memory is None else memory.num_tokens)
         mask = attention_mask(tokens.shape[1], num_keys, self.tokens_per_step, self.cfg.memory_length, dones)
         out, layer_memory, attention = self.transformer(
-            tokens, mask, None if memory is None else memory.layers, self.memory_tokens, kv_cache=kv_cache)
-        output = self._heads(out[:, -1:], attention if return_attention else None)  # h at a_t
+            tokens, mask, None if memory is None else memory.cache, self.memory_tokens, kv_cache=kv_cache,
+            need_weights=return_attention, query_last=True,
+            cache_capacity=self.memory_tokens + self.tokens_per_step)
+        output = self._heads(out[:, -1:], attention, heads)  # h at a_t
         return output, DynamicsMemory(layer_memory, dones)

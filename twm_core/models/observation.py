@@ -41,11 +41,13 @@ def sample_onehot(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     """
     with torch.no_grad():
         if temperature == 0:
-            index = logits.argmax(-1)
+            index = logits.argmax(-1, keepdim=True)  # (..., C, 1)
         else:
-            probs = (logits / temperature).softmax(-1)
-            index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
-        return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+            # x / 1.0 == x exactly: skip the division at temperature 1 (imagination)
+            probs = (logits if temperature == 1 else logits / temperature).softmax(-1)
+            index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(*probs.shape[:-1], 1)
+        # scatter into zeros: the same one-hot as F.one_hot(...).to(dtype), without the int64 intermediate
+        return torch.zeros_like(logits).scatter_(-1, index, 1.0)
 
 
 class ObservationModel(nn.Module):

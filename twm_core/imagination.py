@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from twm_core.models.actor_critic import ActorCritic
+from twm_core.models.dynamics import DynamicsMemory, DynamicsOutput
 from twm_core.models.fastpaths import apply_performance_settings, autocast
 from twm_core.models.observation import sample_onehot
 from twm_core.world_model import WorldModel
@@ -87,6 +88,57 @@ def discount_bookkeeping(cumulative: torch.Tensor, prev_done: torch.Tensor, disc
     return weight, cumulative, cumulative < threshold
 
 
+@dataclass
+class ImaginedStep:
+    """One imagined step of M rows from latent z_t and h_{t-1}: the action a_t, the dynamics output at a_t (h_t,
+    heads, attention), the memory after it, the sampled ẑ_{t+1} (fresh start latents where a row restarted) and
+    the trajectory bookkeeping.
+
+    Shapes: action (M, 1) int64; z_logits (M, 1, C, K) fp32; next_z (M, 1, Z); reward, discount, weight,
+    cumulative (M, 1); done, restart (M, 1) / (M,) bool
+    """
+
+    action: torch.Tensor
+    output: DynamicsOutput
+    memory: DynamicsMemory
+    z_logits: torch.Tensor
+    next_z: torch.Tensor
+    reward: torch.Tensor
+    discount: torch.Tensor
+    weight: torch.Tensor
+    cumulative: torch.Tensor
+    done: torch.Tensor
+    restart: torch.Tensor
+
+
+def imagine_step(wm: WorldModel, ac: ActorCritic, memory: DynamicsMemory, z: torch.Tensor, h: torch.Tensor,
+                 prev_reward: torch.Tensor, prev_done: torch.Tensor, cumulative: torch.Tensor,
+                 sample_start_z: Callable[[int], torch.Tensor], discount_threshold: float,
+                 action: torch.Tensor | None = None, return_attention: bool = False,
+                 generator: torch.Generator | None = None, cache_capacity: int | None = None,
+                 action_generator: torch.Generator | None = None) -> ImaginedStep:
+    """Feed (r_{t-1}, z_t, a_t) and sample ẑ_{t+1} at temperature 1 (the policy acts when `action` is None).
+
+    The random draws come in a fixed order (policy action, ẑ, restarts), all from `generator` (default: torch's
+    global RNG; `sample_start_z` draws with its own), the action from `action_generator` if given (then a given
+    action and a sampled one leave the same random numbers for ẑ).
+    Shapes: z (M, 1, Z), h (M, 1, D), prev_reward, cumulative (M, 1), prev_done (M, 1) bool, action (M, 1)
+    """
+    amp, device = wm.cfg.train.amp, z.device
+    with autocast(amp, device):
+        a = ac.act(ac.inputs(z, h), generator=action_generator or generator) if action is None else action  # (M, 1)
+        out, memory = wm.dyn_model.step(memory, z, a, prev_reward, prev_done, return_attention=return_attention,
+                                        cache_capacity=cache_capacity)
+    z_logits = out.z_logits.float()  # (M, 1, C, K); fp32 also under amp, for the sampling
+    next_z = sample_onehot(z_logits, 1.0, generator).flatten(-2)  # (M, 1, Z), temperature 1
+    r, g = out.reward.float(), out.discount.float()  # (M, 1)
+    w, cumulative, d = discount_bookkeeping(cumulative, prev_done, g, discount_threshold)
+    restart = d[:, 0]
+    if restart.any():
+        next_z[restart, 0] = sample_start_z(int(restart.sum()))
+    return ImaginedStep(a, out, memory, z_logits, next_z, r, g, w, cumulative, d, restart)
+
+
 @torch.no_grad()
 def imagine(wm: WorldModel, ac: ActorCritic, start: ImaginationStart, horizon: int,
             sample_start_z: Callable[[int], torch.Tensor], discount_threshold: float,
@@ -117,22 +169,17 @@ def imagine(wm: WorldModel, ac: ActorCritic, start: ImaginationStart, horizon: i
     cumulative = torch.ones_like(prev_r)
     attention = []
     for t in range(horizon):
-        with autocast(amp, device):
-            a = ac.act(ac.inputs(z, h)) if actions is None else actions[:, t:t + 1]  # (M, 1)
-            out, memory = dyn.step(memory, z, a, prev_r, prev_d, return_attention=return_attention)
-        z_logits = out.z_logits.float()  # (M, 1, C, K); fp32 also under amp, for the sampling
-        next_z = sample_onehot(z_logits, 1.0).flatten(-2)  # (M, 1, Z), temperature 1
-        r, g = out.reward.float(), out.discount.float()  # (M, 1)
-        w, cumulative, d = discount_bookkeeping(cumulative, prev_d, g, discount_threshold)
-        restart = d[:, 0]
-        if restart.any():
-            next_z[restart, 0] = sample_start_z(int(restart.sum()))
-        zs[:, t + 1:t + 2], hs[:, t + 1:t + 2], acts[:, t:t + 1] = next_z, out.hidden, a
-        rewards[:, t:t + 1], discounts[:, t:t + 1], dones[:, t:t + 1], weights[:, t:t + 1] = r, g, d, w
+        given = None if actions is None else actions[:, t:t + 1]
+        step = imagine_step(wm, ac, memory, z, h, prev_r, prev_d, cumulative, sample_start_z, discount_threshold,
+                            given, return_attention)
+        memory, cumulative = step.memory, step.cumulative
+        zs[:, t + 1:t + 2], hs[:, t + 1:t + 2], acts[:, t:t + 1] = step.next_z, step.output.hidden, step.action
+        rewards[:, t:t + 1], discounts[:, t:t + 1] = step.reward, step.discount
+        dones[:, t:t + 1], weights[:, t:t + 1] = step.done, step.weight
         if logits is not None:
-            logits[:, t:t + 1] = z_logits
+            logits[:, t:t + 1] = step.z_logits
         if return_attention:
-            attention.append(out.attention)
-        z, h, prev_r, prev_d = zs[:, t + 1:t + 2], hs[:, t + 1:t + 2], r, d
+            attention.append(step.output.attention)
+        z, h, prev_r, prev_d = zs[:, t + 1:t + 2], hs[:, t + 1:t + 2], step.reward, step.done
     return ImaginedTrajectory(z=zs, hidden=hs, actions=acts, rewards=rewards, discounts=discounts, dones=dones,
                               weights=weights, z_logits=logits, attention=attention)

@@ -51,8 +51,9 @@ class ActorCritic(nn.Module):
         return net(x).squeeze(-1)
 
     @torch.no_grad()
-    def act(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """Sample actions (temperature 1, as the reference acts and evaluates); 0 takes the argmax.
+    def act(self, x: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample actions (temperature 1, as the reference acts and evaluates); 0 takes the argmax. `generator`
+        draws the sample (default: torch's global RNG).
 
         Shapes: (..., X) -> (...) int64
         """
@@ -60,7 +61,8 @@ class ActorCritic(nn.Module):
         if temperature == 0:
             return logits.argmax(-1)
         probs = (logits if temperature == 1 else logits / temperature).softmax(-1)  # x / 1.0 == x exactly
-        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
+        flat = probs.reshape(-1, probs.shape[-1])  # (N, A)
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
 
     def sync_target(self) -> None:
         if self.target_critic is not None:

@@ -85,6 +85,42 @@ class DynamicsMemory:
         return DynamicsMemory(cache, self.dones[rows])
 
 
+MODALITIES = ("z", "a", "r")
+
+
+@dataclass(frozen=True)
+class TokenLabel:
+    """A token of the interleaved sequence: its modality, its step relative to a query's step (0 = the query's step,
+    −1 the one before), its absolute step (−1 = the real context step of an imagination) and absolute index."""
+
+    modality: str
+    relative_step: int
+    step: int
+    index: int
+
+
+def token_labels(num_tokens: int, tokens_per_step: int, last_step: int = 0, first_index: int = 0,
+                 query_step: int | None = None) -> list[TokenLabel]:
+    """Labels of `num_tokens` consecutive tokens laid out z, a, (r) per step and ending with step `last_step`'s
+    z, a (the layout of every key sequence of `step` and `forward`: the last step has no reward token yet).
+
+    `first_index` is the absolute index of the first token (tokens that left the memory come before it); relative
+    steps count from `query_step` (default `last_step`).
+    """
+    m = tokens_per_step
+    if m not in (2, 3):
+        raise ValueError(f"tokens_per_step must be 2 (z, a) or 3 (z, a, r), got {m}")
+    if num_tokens < 2 or (num_tokens - 2) % m != 0:
+        raise ValueError(f"{num_tokens} tokens are not whole steps of {m} tokens plus the last z, a")
+    query_step = last_step if query_step is None else query_step
+    labels = []
+    for j in range(num_tokens):
+        p = j - (num_tokens - 2)  # position relative to the last step's z token
+        step = last_step + p // m  # floor: the r token just before z_t belongs to step t-1
+        labels.append(TokenLabel(MODALITIES[p % m], step - query_step, step, first_index + j))
+    return labels
+
+
 def attention_mask(num_queries: int, num_keys: int, tokens_per_step: int, memory_length: int,
                    dones: torch.Tensor) -> torch.Tensor:
     """Blocked (True) query/key pairs for the last `num_queries` of `num_keys` tokens laid out z, a, (r) per step,
@@ -178,13 +214,15 @@ class DynamicsModel(nn.Module):
 
     def step(self, memory: DynamicsMemory | None, z: torch.Tensor, actions: torch.Tensor,
              prev_rewards: torch.Tensor | None = None, prev_dones: torch.Tensor | None = None,
-             return_attention: bool = False, kv_cache: bool = True, heads: bool = True
-             ) -> tuple[DynamicsOutput, DynamicsMemory]:
+             return_attention: bool = False, kv_cache: bool = True, heads: bool = True,
+             cache_capacity: int | None = None) -> tuple[DynamicsOutput, DynamicsMemory]:
         """Incremental path: one new step. The first call (memory None) feeds (z, a); later calls feed the previous
         step's reward and done with the new (z, a), i.e. tokens (r_{t-1}, z_t, a_t). `kv_cache` keeps keys and
         values (`KVCache`) instead of re-projecting the remembered layer inputs (the reference); both compute the
         same function. The last layer computes the output of the a_t token alone (the only one used; exact).
-        `heads=False` skips the three prediction heads (only h is returned).
+        `heads=False` skips the three prediction heads (only h is returned). `cache_capacity` sizes a new key/value
+        buffer (default: the memory plus one step); a long chain of steps whose memories are all kept (a dream
+        session) asks for more, so that one buffer serves many steps (the values are the same either way).
 
         Shapes: z (B, 1, C·K), actions (B, 1), prev_rewards (B, 1), prev_dones (B, 1) bool
         -> DynamicsOutput (T = 1), DynamicsMemory
@@ -209,6 +247,6 @@ class DynamicsModel(nn.Module):
         out, layer_memory, attention = self.transformer(
             tokens, mask, None if memory is None else memory.cache, self.memory_tokens, kv_cache=kv_cache,
             need_weights=return_attention, query_last=True,
-            cache_capacity=self.memory_tokens + self.tokens_per_step)
+            cache_capacity=cache_capacity or self.memory_tokens + self.tokens_per_step)
         output = self._heads(out[:, -1:], attention, heads)  # h at a_t
         return output, DynamicsMemory(layer_memory, dones)

@@ -34,8 +34,10 @@ def sample_straight_through(logits: torch.Tensor) -> torch.Tensor:
     return onehot + probs - probs.detach()
 
 
-def sample_onehot(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """One-hot sample without gradients; temperature 0 takes the argmax of each categorical.
+def sample_onehot(logits: torch.Tensor, temperature: float = 1.0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One-hot sample without gradients; temperature 0 takes the argmax of each categorical. `generator` draws the
+    sample (default: torch's global RNG).
 
     Shapes: (..., C, K) -> (..., C, K)
     """
@@ -45,7 +47,8 @@ def sample_onehot(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
         else:
             # x / 1.0 == x exactly: skip the division at temperature 1 (imagination)
             probs = (logits if temperature == 1 else logits / temperature).softmax(-1)
-            index = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(*probs.shape[:-1], 1)
+            flat = probs.reshape(-1, probs.shape[-1])  # (N·C, K)
+            index = torch.multinomial(flat, 1, generator=generator).reshape(*probs.shape[:-1], 1)
         # scatter into zeros: the same one-hot as F.one_hot(...).to(dtype), without the int64 intermediate
         return torch.zeros_like(logits).scatter_(-1, index, 1.0)
 
@@ -97,7 +100,8 @@ class ObservationModel(nn.Module):
         x = self.decoder_cnn(x[:, :, None, None])  # (B·T, F, 64, 64)
         return x.reshape(batch, time, *x.shape[1:])  # (B, T, F, 64, 64)
 
-    def sample(self, logits: torch.Tensor, temperature: float = 1.0, straight_through: bool = False) -> torch.Tensor:
+    def sample(self, logits: torch.Tensor, temperature: float = 1.0, straight_through: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Flat one-hot latents: straight-through (training), sampled (imagination) or argmax (temperature 0).
 
         Shapes: (B, T, C, K) -> (B, T, C·K)
@@ -107,13 +111,14 @@ class ObservationModel(nn.Module):
                 raise ValueError("straight-through sampling uses temperature 1")
             z = sample_straight_through(logits)
         else:
-            z = sample_onehot(logits, temperature)
+            z = sample_onehot(logits, temperature, generator)
         return z.flatten(-2)  # (B, T, C·K)
 
     @torch.no_grad()
-    def encode_sample(self, obs: torch.Tensor, temperature: float = 0.0) -> torch.Tensor:
+    def encode_sample(self, obs: torch.Tensor, temperature: float = 0.0,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Encode and sample without gradients; temperature 0 (argmax) is what acting uses.
 
         Shapes: (B, T, F, 64, 64) -> (B, T, C·K)
         """
-        return self.sample(self.encode(obs), temperature)
+        return self.sample(self.encode(obs), temperature, generator=generator)

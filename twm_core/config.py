@@ -278,6 +278,13 @@ class DynamicsConfig:
     """β1."""
     discount_coef: float = 50.0
     """β2."""
+    z_loss_as_published: bool = False
+    """Train ψ as the authors' published code does, not as the paper says (method.md §5.1 and §6.5 bug 7;
+    jrobine/twm#4): there `compute_dynamics_loss` tests `'z' in preds` while `predict()` stores `z_dist`, so the
+    next-latent term of Eq. 4 never reaches ψ and its z head keeps its initial weights. True: the z head is left out
+    of ψ's optimizer (no step, no weight decay), the cross-entropy is not added to the dynamics loss (still logged
+    as `z_pred_ce`, not as `z_pred_loss`) and `z_coef` has no effect. False (default, the paper): Eq. 4 in full.
+    Not `z_coef=0`: that gives the z head zero gradients, and Adam's L2 weight decay then still shrinks it."""
 
     @property
     def tokens_per_step(self) -> int:
@@ -291,6 +298,8 @@ class DynamicsConfig:
         _check(0.0 <= self.dropout < 1.0, "dyn.dropout", "must be in [0, 1)", self.dropout)
         _check(self.attention_scale in ("model_dim", "head_dim"), "dyn.attention_scale",
                "must be 'model_dim' or 'head_dim'", self.attention_scale)
+        _check(isinstance(self.z_loss_as_published, bool), "dyn.z_loss_as_published", "must be true or false",
+               self.z_loss_as_published)
 
 
 @dataclass(frozen=True)

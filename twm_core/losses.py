@@ -68,15 +68,17 @@ def consistency_loss(encoder_logits: torch.Tensor, predicted_probs: torch.Tensor
 def dynamics_loss(predicted_logits: torch.Tensor, predicted_reward: torch.Tensor, discount_logit: torch.Tensor,
                   target_logits: torch.Tensor, target_reward: torch.Tensor, target_discount: torch.Tensor,
                   target_weights: torch.Tensor, *, z_coef: float, reward_coef: float,
-                  discount_coef: float) -> tuple[torch.Tensor, Metrics]:
+                  discount_coef: float, z_in_loss: bool = True) -> tuple[torch.Tensor, Metrics]:
     """Eq. 4: next-latent cross-entropy (masked after dones), reward NLL (β1) and discount NLL (β2).
 
     The latent CE H(q_φ(z_{t+1}|o_{t+1}), p_ψ(ẑ_{t+1}|h_t)) sums over the C categoricals and is averaged with
     `target_weights` (0 after a done, where the next observation is a reset). Reward and discount are not masked;
     the discount target is soft: γ for non-terminal steps, 0 at terminations (truncation keeps γ).
+    `z_in_loss=False` is the published code (jrobine/twm#4): the CE is only a metric (`z_pred_ce`, no
+    `z_pred_loss`) and no gradient reaches `predicted_logits`.
     Shapes: predicted_logits, target_logits (B, T, C, K); the rest (B, T)
     """
-    log_p = predicted_logits.log_softmax(-1)
+    log_p = (predicted_logits if z_in_loss else predicted_logits.detach()).log_softmax(-1)
     target_log_q = target_logits.detach().log_softmax(-1)
     target_q = target_log_q.exp()
     cross_entropy = -(target_q * log_p).sum(-1).sum(-1)  # (B, T)
@@ -86,7 +88,7 @@ def dynamics_loss(predicted_logits: torch.Tensor, predicted_reward: torch.Tensor
     reward_loss = reward_coef * gaussian_nll(predicted_reward, target_reward).mean()
     discount_nll = F.binary_cross_entropy_with_logits(discount_logit, target_discount, reduction="mean")
     discount_loss = discount_coef * discount_nll
-    loss = z_loss + reward_loss + discount_loss
+    loss = (z_loss + reward_loss + discount_loss) if z_in_loss else (reward_loss + discount_loss)
 
     discount = torch.sigmoid(discount_logit.detach()).clamp(0, 1)
     # z_kl as the reference logs it: mean over all elements of q·(log q − log p), clipped at 0. Not optimised.
@@ -104,6 +106,8 @@ def dynamics_loss(predicted_logits: torch.Tensor, predicted_reward: torch.Tensor
         "discount": discount.mean(),
         "dyn_loss": loss.detach(),
     }
+    if not z_in_loss:
+        del metrics["z_pred_loss"]
     return loss, metrics
 
 

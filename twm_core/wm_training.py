@@ -30,7 +30,21 @@ class WorldModelOptimizers:
     def create(cls, wm: WorldModel) -> WorldModelOptimizers:
         o, d = wm.cfg.obs, wm.cfg.dyn
         return cls(obs=make_adam(wm.obs_model.parameters(), o.lr, o.eps, o.weight_decay),
-                   dyn=make_adam(wm.dyn_model.parameters(), d.lr, d.eps, d.weight_decay))
+                   dyn=make_adam(dynamics_parameters(wm), d.lr, d.eps, d.weight_decay))
+
+
+def dynamics_parameters(wm: WorldModel) -> list[torch.nn.Parameter]:
+    """The parameters ψ's optimizer updates: all of ψ, or without the z head under `dyn.z_loss_as_published`.
+
+    In the published code the z head is in the optimizer but never gets a gradient (jrobine/twm#4), and Adam skips
+    parameters without one, so it stays at its initial weights; leaving it out here gives the same, with no
+    gradient to keep away from it (and no weight decay) whatever the loss.
+    """
+    params = list(wm.dyn_model.parameters())
+    if not wm.cfg.dyn.z_loss_as_published:
+        return params
+    frozen = {id(p) for p in wm.dyn_model.z_head.parameters()}
+    return [p for p in params if id(p) not in frozen]
 
 
 def _dynamics_targets(wm: WorldModel, terminated: torch.Tensor,
@@ -55,7 +69,8 @@ def _dynamics_loss(wm: WorldModel, z: torch.Tensor, actions: torch.Tensor, rewar
     d = wm.cfg.dyn
     loss, metrics = losses.dynamics_loss(
         out.z_logits[:, 1:], out.reward[:, 1:], out.discount_logit[:, 1:], target_logits, rewards[:, 1:],
-        discounts[:, 1:], weights, z_coef=d.z_coef, reward_coef=d.reward_coef, discount_coef=d.discount_coef)
+        discounts[:, 1:], weights, z_coef=d.z_coef, reward_coef=d.reward_coef, discount_coef=d.discount_coef,
+        z_in_loss=not d.z_loss_as_published)
     metrics["h_norm"] = out.hidden.detach().norm(dim=-1).mean()
     return loss, metrics, out.z_logits[:, :-1].detach().softmax(-1)
 

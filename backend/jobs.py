@@ -34,7 +34,7 @@ from typing import Any
 from backend.executors import Attempt, Executor, ExecutorError, Launch, make_executor
 from backend.settings import Settings
 from twm_core.config import make_config
-from twm_core.run_dir import LIVE_STATES, RunDir, new_run_id, read_status, write_status
+from twm_core.run_dir import LIVE_STATES, RunDir, new_run_id, read_run_status, write_status
 
 logger = logging.getLogger(__name__)
 
@@ -461,10 +461,10 @@ def _to_job(row: sqlite3.Row) -> Job:
 
 
 def _safe_status(run: RunDir) -> dict[str, Any]:
-    try:
-        return read_status(run) or {}
-    except (OSError, ValueError):  # unreadable status must not break job listing
-        return {}
+    """status.json's fields as written, type-checked (a bad field or file reads as absent): never raises, so one
+    damaged run cannot break the job or sweep listings."""
+    status = read_run_status(run)
+    return status.fields if status is not None else {}
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -9,18 +9,21 @@ run safely; `save_checkpoint` checks it before writing rather than leaving a fil
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import stat as stat_module
 from collections import OrderedDict
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from twm_core.run_dir import RunDir, atomic_write
+from twm_core.run_dir import RunDir, atomic_write, describe_error
 
 FORMAT_VERSION = 1
 _CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")  # temporary files (".step_*.tmp") never match
@@ -100,16 +103,60 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return data
 
 
-def list_checkpoints(run_dir: RunDir) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoint of the run, by increasing step; temporary files are skipped."""
-    if not run_dir.ckpt_dir.is_dir():
-        return []
-    found = []
-    for path in run_dir.ckpt_dir.iterdir():
+@dataclass(frozen=True)
+class CheckpointFile:
+    """One checkpoint on disk, as listed (loading it may still fail: `load_checkpoint` says why)."""
+
+    step: int
+    path: Path
+    size_bytes: int
+    mtime: float
+
+
+def scan_checkpoints(run_dir: RunDir) -> tuple[list[CheckpointFile], list[str]]:
+    """The run's checkpoint files by increasing step, and what was wrong with the entries that are not.
+
+    Only regular files inside the run directory count: a `step_*.pt` that is a directory, a dangling symlink or a
+    symlink out of the run is reported (named `<run_id>/ckpt/...`), not listed, so nothing tries to load or prune
+    it. Temporary files (`.step_*.tmp`) and a checkpoint pruned while we look are skipped silently.
+    """
+    found: list[CheckpointFile] = []
+    problems: list[str] = []
+    ckpt_dir = run_dir.ckpt_dir
+    if not os.path.lexists(ckpt_dir):
+        return found, problems
+    try:
+        if not run_dir.contains(ckpt_dir):
+            raise OSError(0, "a symlink out of the run directory (not followed)")
+        entries = list(ckpt_dir.iterdir())
+    except OSError as exc:
+        return found, [f"{run_dir.name_of(ckpt_dir)}: {describe_error(exc)}"]
+    for path in entries:
         match = _CKPT_RE.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+        if not match:
+            continue
+        try:
+            stat = path.lstat()
+            if stat_module.S_ISLNK(stat.st_mode):
+                if not run_dir.contains(path):
+                    raise OSError(0, "a symlink out of the run directory (not followed)")
+                stat = path.stat()  # FileNotFoundError when dangling
+            if not stat_module.S_ISREG(stat.st_mode):
+                raise OSError(0, "not a regular file")
+        except FileNotFoundError:
+            if os.path.lexists(path):  # still there: a dangling symlink (else: pruned meanwhile)
+                problems.append(f"{run_dir.name_of(path)}: a dangling symlink")
+            continue
+        except OSError as exc:
+            problems.append(f"{run_dir.name_of(path)}: {describe_error(exc)}")
+            continue
+        found.append(CheckpointFile(int(match.group(1)), path, stat.st_size, stat.st_mtime))
+    return sorted(found, key=lambda c: c.step), problems
+
+
+def list_checkpoints(run_dir: RunDir) -> list[tuple[int, Path]]:
+    """(step, path) of every checkpoint file of the run, by increasing step (see `scan_checkpoints`)."""
+    return [(c.step, c.path) for c in scan_checkpoints(run_dir)[0]]
 
 
 def latest_checkpoint(run_dir: RunDir) -> tuple[int, Path] | None:

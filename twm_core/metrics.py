@@ -15,7 +15,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -27,6 +28,8 @@ JsonScalar = bool | int | float | str | None
 MetricValue = float | int | bool | torch.Tensor | np.generic | np.ndarray
 
 SCORE_KINDS = frozenset({"train", "eval", "final_eval"})
+EVAL_METRICS = {"eval": "eval/score_mean", "final_eval": "eval/final_score_mean"}
+"""Metric key holding the mean score of each kind of evaluation (`twm_core.evaluation.summarize`)."""
 _RESERVED = frozenset({"step", "time"})
 RowT = TypeVar("RowT")
 
@@ -107,12 +110,23 @@ class ScoresWriter(JsonlWriter):
         return row
 
 
-def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Rows of the complete lines from byte `offset` on, and the offset to pass next time.
+@dataclass(frozen=True)
+class JsonlPage:
+    """What one read of a JSONL log found: its whole rows, where to read next, and how many lines were bad."""
 
-    A partial last line (being written right now) is left for the next call. A missing file gives `([], offset)`.
+    rows: list[dict[str, Any]]
+    next_offset: int
+    skipped: int = 0
+    """Complete lines that are not a JSON object (garbage, invalid UTF-8, a list...): skipped, not fatal."""
+
+
+def read_jsonl_page(path: Path, offset: int = 0) -> JsonlPage:
+    """Rows of the complete lines from byte `offset` on, the offset to pass next time, and the bad-line count.
+
+    A partial last line (being written right now) is left for the next call. A missing file gives no rows.
     An offset past the end of the file means it was cut by a resume (`truncate_after`): reading restarts at 0.
-    Lines that do not decode (only possible from an offset that is not a line start) are skipped.
+    A complete line that does not decode to a JSON object is skipped and counted; a read starting mid-line (an
+    offset that is not a line start) skips its first fragment the same way. Other OSErrors propagate.
     """
     try:
         with Path(path).open("rb") as f:
@@ -122,17 +136,25 @@ def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
             f.seek(offset)
             data = f.read()
     except FileNotFoundError:
-        return [], offset
+        return JsonlPage([], offset)
     end = data.rfind(b"\n") + 1  # 0 when no complete line yet
-    rows = []
+    rows, skipped = [], 0
     for line in data[:end].splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+            row = json.loads(line)  # bytes: UnicodeDecodeError (a ValueError) for invalid UTF-8
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested garbage
+            row = None
         if isinstance(row, dict):
             rows.append(row)
-    return rows, offset + end
+        elif line.strip():
+            skipped += 1
+    return JsonlPage(rows, offset + end, skipped)
+
+
+def read_jsonl(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """`read_jsonl_page` as `(rows, next_offset)`: bad lines are skipped without being counted."""
+    page = read_jsonl_page(path, offset)
+    return page.rows, page.next_offset
 
 
 def truncate_after(path: Path, step: int) -> int:
@@ -151,7 +173,7 @@ def truncate_after(path: Path, step: int) -> int:
         if not line.endswith(b"\n"):  # torn tail
             cut = position if cut is None else cut
             break
-        if cut is None and json.loads(line)["step"] > step:
+        if cut is None and _row_step(line) > step:
             cut = position
         if cut is not None:
             removed += 1
@@ -159,6 +181,15 @@ def truncate_after(path: Path, step: int) -> int:
     if cut is not None:
         os.truncate(path, cut)
     return removed
+
+
+def _row_step(line: bytes) -> float:
+    """The `step` of a JSONL line; a bad line reads as -inf, so it never starts the cut (its neighbours decide)."""
+    try:
+        step = json.loads(line).get("step")
+    except (ValueError, RecursionError, AttributeError):
+        return -math.inf
+    return step if isinstance(step, int | float) and not isinstance(step, bool) else -math.inf
 
 
 def _drop_partial_tail(path: Path) -> None:
@@ -188,3 +219,43 @@ def downsample(rows: Sequence[RowT], max_points: int) -> list[RowT]:
         return [rows[-1]]
     # Index i*(n-1)//(m-1) for i in 0..m-1: strictly increasing because n > m, ends exactly at n-1.
     return [rows[i * (n - 1) // (max_points - 1)] for i in range(max_points)]
+
+
+# ------------------------------------------------------------------------------------------------ evaluations
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation: its kind (`eval` or `final_eval`), env step, and mean score over its episodes."""
+
+    kind: str
+    step: int
+    mean: float
+
+
+def evaluations_from_scores(score_rows: Iterable[Mapping[str, Any]]) -> list[Evaluation]:
+    """Each evaluation in scores.jsonl (eval or final_eval rows sharing a step), in file order.
+
+    Rows without a finite numeric step and score are ignored, so a hand-edited file cannot break the means.
+    """
+    groups: dict[tuple[str, int], list[float]] = {}
+    for row in score_rows:
+        kind, step, score = row.get("kind"), row.get("step"), row.get("score")
+        if kind in EVAL_METRICS and is_number(step) and is_number(score):
+            groups.setdefault((str(kind), int(step)), []).append(float(score))
+    return [Evaluation(kind, step, sum(scores) / len(scores)) for (kind, step), scores in groups.items()]
+
+
+def evaluations_from_metrics(metric_rows: Iterable[Mapping[str, Any]]) -> list[Evaluation]:
+    """The same from the `eval/score_mean` and `eval/final_score_mean` metrics (when scores.jsonl is missing)."""
+    found = []
+    for row in metric_rows:
+        for kind, key in EVAL_METRICS.items():
+            if is_number(row.get("step")) and is_number(row.get(key)):
+                found.append(Evaluation(kind, int(row["step"]), float(row[key])))
+    return found
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool (json reads NaN/Infinity tokens from hand-made files; ints may be huge)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)

@@ -12,12 +12,18 @@ Layout (the training process writes, the backend reads while the run is live):
 Every file a reader may open while it is being written goes through `atomic_write`: the bytes land in a hidden
 temporary file in the same directory, are fsynced, and `os.replace` swaps them in, so a reader sees the old file or
 the new one, never a torn mix. `status.json` has one writer at a time (the training process, or the backend once the
-process is gone); `write_status` is a read-merge-replace and takes no lock.
+process is gone); `write_status` is a read-merge-replace and takes no lock. A kill between `mkstemp` and `os.replace`
+leaves the hidden temporary file behind; `remove_temporary_files` sweeps them when a trainer (re)starts.
+
+Reading is tolerant (`read_run_status` here, the other files in `twm_core.run_reader`): a file of the wrong shape
+reads as a typed value plus a `problem` string naming it relative to the runs directory, never as an exception, so
+one damaged run cannot break a listing of all of them. A symlink that leads out of the run directory is not read.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -25,17 +31,50 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-LIVE_STATES = frozenset({"starting", "prefill", "pretrain", "training", "evaluating"})
-"""States of a run whose process should still be running."""
-FINAL_STATES = frozenset({"finished", "failed", "cancelled"})
+
+class RunState(StrEnum):
+    """`status.json` `state` values; UNKNOWN is never written, it is what a missing or unreadable state reads as."""
+
+    STARTING = "starting"
+    PREFILL = "prefill"
+    PRETRAIN = "pretrain"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+LIVE_STATES = frozenset({RunState.STARTING, RunState.PREFILL, RunState.PRETRAIN, RunState.TRAINING,
+                         RunState.EVALUATING})
+"""States of a run whose process should still be running (StrEnum members: `"training" in LIVE_STATES` holds)."""
+FINAL_STATES = frozenset({RunState.FINISHED, RunState.FAILED, RunState.CANCELLED})
 """States a run ends in."""
+MAX_JSON_DEPTH = 32
+"""Deeper JSON than this in a run file is damage (our writers nest 3 levels); it would also overflow recursive code."""
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+RUN_ID_MAX_LENGTH = 255
+"""Longest run id: a run id names one directory, and Linux file names stop at 255 bytes (NAME_MAX)."""
+RUN_ID_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{RUN_ID_MAX_LENGTH - 1}}}")
+"""The run-id rule (use with `fullmatch`): one plain path component of ASCII letters, digits and `._-`, starting
+with a letter or digit, so never `.`, `..`, a hidden name, a separator or a NUL."""
+
+
+def valid_run_id(run_id: str) -> bool:
+    """Whether `run_id` can name a run directory (`RUN_ID_RE`): the one check every reader of a run id applies."""
+    return RUN_ID_RE.fullmatch(run_id) is not None
+
+
+class RunNotFoundError(LookupError):
+    """No run of that id: no directory with a config.json (never made, deleted meanwhile, or not a plain name)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +122,23 @@ class RunDir:
     def exists(self) -> bool:
         """Whether the run directory exists (a listed run also has config.json, see `list_runs`)."""
         return self.path.is_dir()
+
+    def name_of(self, path: Path) -> str:
+        """`path` as `<run_id>/<relative path>`: how errors name files (never the server's absolute paths)."""
+        try:
+            return f"{self.run_id}/{Path(path).relative_to(self.path).as_posix()}"
+        except ValueError:
+            return f"{self.run_id}/{Path(path).name}"
+
+    def contains(self, path: Path) -> bool:
+        """Whether `path`, with every symlink resolved, lies inside this run directory (so it may be read)."""
+        return is_inside(Path(path), self.path)
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether `path` resolves (symlinks followed) to `root` itself or to something below it."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def new_run_id(game: str, preset: str, seed: int, now: datetime | None = None) -> str:
@@ -171,15 +227,20 @@ def read_json(path: Path, retries: int = 3) -> dict[str, Any] | None:
 
 
 def read_status(run_dir: RunDir) -> dict[str, Any] | None:
-    """The run's status.json, or None before the first `write_status`."""
+    """The run's status.json, or None before the first `write_status` (strict: a bad file raises)."""
     return read_json(run_dir.status_path)
 
 
 def write_status(run_dir: RunDir, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into status.json, set `updated` (unix time), replace the file atomically; returns the status."""
+    """Merge `fields` into status.json, set `updated` (unix time), replace the file atomically; returns the status.
+
+    A damaged status.json is not merged but replaced: the writer's own fields are the whole truth from then on.
+    """
     if "state" in fields and fields["state"] not in LIVE_STATES | FINAL_STATES:
-        raise ValueError(f"unknown run state {fields['state']!r}; expected one of {sorted(LIVE_STATES | FINAL_STATES)}")
-    status = read_status(run_dir) or {}
+        known = sorted(map(str, LIVE_STATES | FINAL_STATES))
+        raise ValueError(f"unknown run state {fields['state']!r}; expected one of {known}")
+    current = read_run_status(run_dir)
+    status = dict(current.fields) if current is not None else {}
     status.update(fields)
     status["updated"] = time.time()
     write_json_atomic(run_dir.status_path, status)
@@ -209,27 +270,184 @@ def pid_alive(pid: int) -> bool:
 
 def status_is_stale(status: dict[str, Any] | None) -> bool:
     """True when the status claims a live state but its process is gone (it crashed or was killed)."""
-    if not status or status.get("state") not in LIVE_STATES:
+    if not status or not isinstance(status.get("state"), str) or status["state"] not in LIVE_STATES:
         return False
     pid = status.get("pid")
-    return not (isinstance(pid, int) and pid_alive(pid))
+    return not (isinstance(pid, int) and not isinstance(pid, bool) and pid_alive(pid))
 
 
 def list_runs(root: Path) -> list[RunDir]:
-    """Subdirectories of `root` holding a config.json, newest first (config.json mtime, then run id)."""
+    """Subdirectories of `root` holding a config.json, newest first (config.json mtime, then run id).
+
+    A config.json that is damaged (a directory, a dangling symlink) still makes a run, so that it is listed as
+    damaged rather than vanishing; a run directory that is a symlink out of `root` is skipped, never followed.
+    """
     runs: list[tuple[float, str, RunDir]] = []
     try:
         entries = list(Path(root).iterdir())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     for entry in entries:
         run = RunDir(entry)
+        if entry.name.startswith(".") or not entry.is_dir() or not is_inside(entry, root):
+            continue
         try:
             # config.json is written once, so its mtime is the run's creation time; the directory's own mtime
-            # changes with every status.json replace.
-            mtime = run.config_path.stat().st_mtime
+            # changes with every status.json replace. lstat: a dangling link is still a (damaged) run.
+            mtime = run.config_path.lstat().st_mtime
         except (FileNotFoundError, NotADirectoryError):
             continue
         runs.append((mtime, run.run_id, run))
     runs.sort(key=lambda item: (item[0], item[1]), reverse=True)
     return [run for _, _, run in runs]
+
+
+# ------------------------------------------------------------------------------------------------ typed status
+_STATUS_TYPES: dict[str, tuple[type, ...]] = {
+    "pid": (int,), "step": (int,), "total_steps": (int,), "train_steps": (int,), "phase": (str,),
+    "error": (str,), "device": (str,), "updated": (int, float),
+}
+"""Types of the status fields readers rely on; one of another type is dropped (and reported) on reading."""
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """status.json as read: its checked fields, the state it reports, and the state that holds (the stale rule).
+
+    The stale rule: a live state whose pid is not a running process reads as FAILED (`stale`), since a crashed or
+    killed trainer cannot write its own final state and nobody else may be around to do it (a CLI run, a
+    restarted backend).
+    """
+
+    fields: dict[str, Any]
+    """The file's object, JSON-safe; a known field of the wrong type and an invalid `state` are left out."""
+    reported: RunState
+    """The state the file says (UNKNOWN when missing, invalid or unreadable)."""
+    state: RunState
+    """The state that holds: `reported`, or FAILED when stale."""
+    stale: bool = False
+    problems: list[str] = field(default_factory=list)
+    """Why (part of) the file could not be used, naming it `<run_id>/status.json`."""
+
+    @property
+    def error(self) -> str | None:
+        """The file's error; else why the status cannot be trusted (unreadable file, a process that is gone)."""
+        if self.fields.get("error"):
+            return str(self.fields["error"])
+        if self.problems and not self.fields:
+            return f"status.json is unreadable: {'; '.join(self.problems)}"
+        if self.stale:
+            return f"the training process (pid {self.fields.get('pid')}) is gone while {self.reported}"
+        return None
+
+    @property
+    def final(self) -> bool:
+        """Whether a run in this status will write nothing more."""
+        return self.state in FINAL_STATES
+
+    def get(self, key: str) -> Any:
+        return self.fields.get(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The status as the API shows it: the file's fields, with the effective state (and why) folded in."""
+        out = {**self.fields, "state": str(self.state)}
+        if self.stale:
+            out.update(stale=True, reported_state=str(self.reported))
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def read_run_status(run_dir: RunDir) -> RunStatus | None:
+    """status.json, typed and checked (see `RunStatus`), or None when there is none; never raises."""
+    path, name = run_dir.status_path, run_dir.name_of(run_dir.status_path)
+    if not os.path.lexists(path):
+        return None
+    try:
+        if not run_dir.contains(path):
+            raise ValueError("a symlink out of the run directory (not followed)")
+        raw = read_json(path, retries=1)
+        if raw is None:
+            raise ValueError("a dangling symlink")
+        replaced: list[str] = []
+        fields = json_safe(raw, replaced)
+    except (OSError, ValueError, RecursionError) as exc:
+        return RunStatus({}, RunState.UNKNOWN, RunState.UNKNOWN, problems=[f"{name}: {describe_error(exc)}"])
+    problems = [f"{name}: {NON_FINITE}"] if replaced else []
+    for key, types in _STATUS_TYPES.items():
+        value = fields.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            problems.append(f"{name}: {key} is {type(value).__name__}, expected {types[0].__name__}")
+            del fields[key]
+    state = fields.pop("state", None)
+    reported = _state(state)
+    if reported is RunState.UNKNOWN:
+        if state is not None:
+            problems.append(f"{name}: state {str(state)[:40]!r} is not a run state")
+    else:
+        fields["state"] = str(reported)
+    stale = status_is_stale(fields)
+    return RunStatus(fields, reported, RunState.FAILED if stale else reported, stale, problems)
+
+
+def _state(value: Any) -> RunState:
+    try:
+        return RunState(value) if isinstance(value, str) else RunState.UNKNOWN
+    except ValueError:
+        return RunState.UNKNOWN
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def json_safe(obj: Any, replaced: list[str] | None = None, depth: int = 0) -> Any:
+    """A copy of parsed JSON with NaN/±inf as None (a JSON response cannot hold them); ValueError when too deep.
+
+    Our writers never write NaN/Infinity tokens (strict JSON), so each replacement is noted in `replaced`.
+    """
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if replaced is not None:
+            replaced.append(repr(obj))
+        return None
+    if isinstance(obj, dict):
+        return {str(key): json_safe(value, replaced, depth + 1) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(value, replaced, depth + 1) for value in obj]
+    return obj
+
+
+NON_FINITE = "non-finite numbers (NaN/Infinity) read as null"
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for a failed read without the absolute path an OSError's text carries."""
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid UTF-8 (byte {exc.start})"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split(": ", 1)[1] if text.startswith(("/", ".")) and ": " in text else text
+
+
+def remove_temporary_files(run_dir: RunDir) -> list[Path]:
+    """Delete the hidden `.<name>.*.tmp` files `atomic_write` leaves when its process is killed mid-write.
+
+    Only safe while no other process writes the run, which is why the trainer calls it as it (re)starts: a run has
+    one training process, and the backend writes status.json only once that process is gone.
+    """
+    removed = []
+    for directory in (run_dir.path, run_dir.ckpt_dir):
+        try:
+            entries = list(directory.iterdir())
+        except OSError:  # absent (a fresh run has no ckpt/ yet) or not a directory
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and not entry.is_dir():
+                with suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed

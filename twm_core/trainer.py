@@ -18,7 +18,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -33,7 +33,7 @@ from twm_core.imagination import imagine, select_starts
 from twm_core.metrics import MetricsWriter, ScoresWriter
 from twm_core.models.actor_critic import ActorCritic
 from twm_core.replay import ReplayBuffer
-from twm_core.run_dir import RunDir, read_json, write_json_atomic, write_status
+from twm_core.run_dir import RunDir, read_json, remove_temporary_files, write_json_atomic, write_status
 from twm_core.seeding import derive_seed, seed_everything
 from twm_core.wm_training import WorldModelOptimizers, world_model_update
 from twm_core.world_model import WorldModel
@@ -97,6 +97,8 @@ class Trainer:
     def run(self) -> dict[str, float]:
         """Train to `train.total_steps` env steps; SIGTERM/SIGINT checkpoint and stop (status 'cancelled')."""
         self.run_dir.create()
+        # This process is now the run's only writer, so hidden temporaries are leftovers of a killed write.
+        remove_temporary_files(self.run_dir)
         if not self.run_dir.config_path.exists():
             write_json_atomic(self.run_dir.config_path, self.cfg.to_dict())
         previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -104,6 +106,8 @@ class Trainer:
         self.scores = ScoresWriter(self.run_dir.scores_path)
         try:
             self._start_env()
+            # A new attempt: the error an earlier attempt left (a kill the job manager recorded) no longer holds.
+            self._status(None, error=None)
             summary = self._run_phases()
             if self._stop_reason is not None:
                 self._status("cancelled", error=None)
@@ -152,7 +156,7 @@ class Trainer:
             summary = self._evaluate(final=True)
             c.phase = "finished"
             self.save_checkpoint()
-        self._status("finished")
+        self._status("finished", error=None)
         return summary
 
     # ------------------------------------------------------------------------------------------- phases
@@ -318,7 +322,9 @@ class Trainer:
             "world_model": self.wm.state_dict(), "actor_critic": self.ac.state_dict(),
             "optimizers": {"obs": self.wm_opt.obs.state_dict(), "dyn": self.wm_opt.dyn.state_dict(),
                            "actor": self.ac_opt.actor.state_dict(), "critic": self.ac_opt.critic.state_dict()},
-            "replay": self.replay.state_dict(), "counters": asdict(self.counters),
+            "replay": self.replay.state_dict(),
+            # this checkpoint is the last one, from the resumed run's point of view too (else it saves again at +1)
+            "counters": asdict(replace(self.counters, last_checkpoint=self.replay.size)),
             "rng": ckpt.capture_rng_state({"replay": self.generator}),
             # append-only logs: a resumed run cuts them back to these sizes, so no row is written twice
             "log_bytes": {"metrics": _size(self.run_dir.metrics_path), "scores": _size(self.run_dir.scores_path)},

@@ -1,14 +1,17 @@
 """Runs on disk: `GET /api/runs`, `/api/runs/{run_id}` and its `/metrics`, `/scores`, `/checkpoints`, `/events`.
 
 Every run directory under `settings.runs_dir` is listed, whoever started it (a dashboard job or the CLI): the files
-are the only source of truth. Reading them is `backend.runs`; this module maps its results onto HTTP.
+are the only source of truth. Reading them is `backend.runs`; this module maps its results onto HTTP. A damaged file
+never fails a request (the run reads as `damaged`); a run that is absent, or deleted while a request reads it, is a
+404 whose message names the run, not the server's paths.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -28,13 +31,26 @@ from twm_core.run_dir import RunDir
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 MAX_POINTS_LIMIT = 10_000
+T = TypeVar("T")
+
+
+@contextmanager
+def _not_found_as_404() -> Iterator[None]:
+    """RunNotFoundError -> 404: the run is absent, or was deleted between resolving it and reading it."""
+    try:
+        yield
+    except runs.RunNotFoundError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _read(fn: Callable[..., T], *args: Any) -> T:
+    with _not_found_as_404():
+        return fn(*args)
 
 
 def _run(run_id: str, settings: SettingsDep) -> RunDir:
-    try:
+    with _not_found_as_404():
         return runs.resolve_run(settings.runs_dir, run_id)
-    except runs.RunNotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
 RunDep = Annotated[RunDir, Depends(_run)]
@@ -42,14 +58,14 @@ RunDep = Annotated[RunDir, Depends(_run)]
 
 @router.get("", response_model=RunList)
 def list_runs(settings: SettingsDep) -> RunList:
-    """Every run directory (a folder with config.json), newest first."""
+    """Every run directory (a folder with config.json), newest first; a damaged one is listed with its reason."""
     return RunList(runs=runs.list_run_summaries(settings.runs_dir))
 
 
 @router.get("/{run_id}", response_model=RunDetail)
 def get_run(run: RunDep) -> RunDetail:
     """Config, status, latest metric values, checkpoints and a scores summary of one run."""
-    return runs.run_detail(run)
+    return _read(runs.run_detail, run)
 
 
 @router.get("/{run_id}/metrics", response_model=MetricsPage)
@@ -62,13 +78,13 @@ def get_metrics(
     offset: Annotated[int, Query(ge=0, description="byte offset in metrics.jsonl (a previous `next_offset`)")] = 0,
 ) -> MetricsPage:
     """Metric rows `{step, time, <key>: value}` of the chosen keys, downsampled, plus every available key."""
-    return runs.query_metrics(run, runs.parse_keys(keys), after_step, max_points, prefix, offset)
+    return _read(runs.query_metrics, run, runs.parse_keys(keys), after_step, max_points, prefix, offset)
 
 
 @router.get("/{run_id}/scores", response_model=ScoresPage)
 def get_scores(run: RunDep, kind: ScoreKind | None = None) -> ScoresPage:
     """Raw episode scores (`train`, `eval` or `final_eval`; all when omitted) and the evaluation summary."""
-    return runs.query_scores(run, kind)
+    return _read(runs.query_scores, run, kind)
 
 
 @router.get("/{run_id}/checkpoints", response_model=CheckpointList)
@@ -83,7 +99,8 @@ async def run_events(
     settings: SettingsDep,
     after_step: Annotated[int | None, Query(description="skip the rows already logged with step <= after_step")] = None,
 ) -> EventSourceResponse:
-    """Server-sent events: `metrics` (one row each), `status` (on change), then `end` once the run is final.
+    """Server-sent events: `metrics` (one row each), `status` (on change), then `end` once the run is final (or
+    deleted: `end` with state `deleted`).
 
     A finished run sends its rows, its status and `end` at once. A client that goes away cancels the stream
     (sse-starlette watches for the disconnect), which stops the polling loop at its next await.

@@ -45,6 +45,8 @@ class RunSummary(BaseModel):
     latest_eval_score: float | None = Field(None, description="mean score of the latest eval or final_eval")
     latest_eval_step: int | None = None
     num_checkpoints: int = 0
+    damaged: str | None = Field(None, description="why some of the run's files could not be read (each named "
+                                                  "<run_id>/<file>: reason); None when all read cleanly")
 
 
 class RunList(BaseModel):
@@ -88,6 +90,8 @@ class MetricsPage(BaseModel):
     total_rows: int = Field(description="matching rows before downsampling")
     last_step: int | None = Field(None, description="step of the newest row in metrics.jsonl")
     next_offset: int = Field(description="byte offset to pass as `offset` to fetch only rows written after these")
+    skipped_lines: int = Field(0, description="lines of metrics.jsonl that are not a metric row (skipped)")
+    damaged: str | None = Field(None, description="why some of the run's files could not be read")
 
 
 class ScoreRow(BaseModel):
@@ -103,3 +107,4 @@ class ScoresPage(BaseModel):
     kind: ScoreKind | None
     rows: list[ScoreRow]
     summary: ScoresSummary
+    damaged: str | None = Field(None, description="why some of the run's files could not be read")

@@ -95,6 +95,8 @@ def curves(client: Any, run_ids: list[str], live_at_start: bool) -> None:
             st.progress(min(1.0, (run["step"] or 0) / run["total_steps"]))
         if run.get("error"):
             st.warning(run["error"])
+        if run.get("damaged"):  # some run files could not be read: what is shown may be partial
+            st.warning(f"Damaged run files: {run['damaged']}")
     if live_at_start and not any(is_live(run) for run in picked):
         st.rerun()  # every picked run has ended: redraw the page once, without the refresh timer
 

@@ -324,3 +324,45 @@ def test_list_runs_newest_first(tmp_path: Path) -> None:
     (root / "stray.txt").write_text("x")
     write_status(RunDir(root / "b-old"), state="training")  # activity must not reorder runs
     assert [r.run_id for r in list_runs(root)] == ["a-new", "c-mid", "b-old"]
+
+
+# --- tolerant reading ------------------------------------------------------------------------------------------------
+
+
+def test_jsonl_bad_lines_are_skipped_and_counted_and_truncate_after_survives_them(tmp_path: Path) -> None:
+    from twm_core.metrics import read_jsonl_page
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1}\n\xff\xfe garbage\n[1]\n{"step": 2}\n' + b"[" * 5000 + b"\n" + b'{"step": 3, "x"')
+    page = read_jsonl_page(path)
+    assert [row["step"] for row in page.rows] == [1, 2] and page.skipped == 3
+    assert page.next_offset == path.read_bytes().rfind(b"\n") + 1  # the torn tail waits, uncounted
+    assert truncate_after(path, 1) == 2  # bad lines never start the cut; the step-2 row does (the torn tail goes too)
+    assert [row["step"] for row in read_jsonl(path)[0]] == [1]
+
+
+def test_evaluations_come_from_scores_and_ignore_bad_rows() -> None:
+    from twm_core.metrics import Evaluation, evaluations_from_metrics, evaluations_from_scores
+
+    rows = [{"step": 100, "kind": "eval", "score": 1.0}, {"step": 100, "kind": "eval", "score": 3.0},
+            {"step": 100, "kind": "eval", "score": None}, {"step": "x", "kind": "eval", "score": 5.0},
+            {"step": 200, "kind": "final_eval", "score": 4}, {"step": 150, "kind": "train", "score": 9.0}]
+    assert evaluations_from_scores(rows) == [Evaluation("eval", 100, 2.0), Evaluation("final_eval", 200, 4.0)]
+    assert evaluations_from_metrics([{"step": 100, "eval/score_mean": 2.0}, {"step": 5, "eval/score_mean": "x"}]) == [
+        Evaluation("eval", 100, 2.0)]
+
+
+def test_run_reader_names_bad_files_relative_to_the_runs_dir(tmp_path: Path) -> None:
+    from twm_core.run_reader import RunReader
+
+    run = RunDir(tmp_path / "runs" / "r1").create()
+    write_json_atomic(run.config_path, {"env": 5, "seed": 0})
+    run.metrics_path.symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "secret.txt").write_text('{"step": 1, "password": "hunter2"}\n')
+    run.scores_path.write_bytes(b'{"step": 1, "kind": "train", "score": 2.0}\nnot json\n')
+    reader = RunReader(run)
+    assert reader.identity().game is None and reader.identity().seed == 0
+    assert reader.metrics() == [] and len(reader.scores()) == 1
+    assert reader.damaged == ("r1/config.json: env is int, expected an object; "
+                              "r1/metrics.jsonl: a symlink out of the run directory (not followed); "
+                              "r1/scores.jsonl: 1 unreadable line skipped")

@@ -7,58 +7,49 @@ Authentication is one dependency, `require_token`, put on every router but the h
 `settings.api_token` set, each `/api/*` call but `GET /api/health` needs `Authorization: Bearer <token>`. The
 OpenAPI schema and the `/docs` page stay open: they describe the API and hold no data (their "Authorize" button
 takes the token).
+
+Request hygiene is middleware (`backend.middleware`): a `Host` check against DNS rebinding, a body size limit, and
+strict JSON. Error answers are `backend.errors`: always `{"detail": ...}`, short, and without server paths.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend import errors
 from backend.deps import require_token
 from backend.jobs import JobManager
+from backend.middleware import BodyLimitMiddleware, HostCheckMiddleware, StrictJSONMiddleware
+from backend.pool import InspectPool
 from backend.registry import ModelRegistry
 from backend.routers import discover_routers, health
+from backend.sessions import SessionStore
 from backend.settings import Settings
 from twm_core.config import ConfigError
-
-logger = logging.getLogger(__name__)
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the runs directory, job manager and model registry; on shutdown the job monitor stops, jobs live on."""
+    """Create the runs directory, job manager, model registry, inspect pool and dream-session store; on shutdown
+    the job monitor stops (jobs live on) and the sessions end."""
     settings: Settings = app.state.settings
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     app.state.jobs = JobManager(settings)
     app.state.registry = ModelRegistry(settings)
+    app.state.pool = InspectPool(settings)
+    app.state.sessions = SessionStore(settings)
     app.state.jobs.start_monitor()
     try:
         yield
     finally:
         await app.state.jobs.stop_monitor()
-
-
-async def _config_error(request: Request, exc: Exception) -> JSONResponse:
-    # A bad preset or override is the caller's mistake: answer 422 with the message, never a traceback.
-    return JSONResponse(status_code=422, content={"detail": str(exc)})
-
-
-async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
-    # The traceback goes to the server log only; the caller gets the exception's type and first line.
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    detail = f"internal error: {type(exc).__name__}: {_first_line(exc)}"
-    return JSONResponse(status_code=500, content={"detail": detail})
-
-
-def _first_line(exc: Exception, limit: int = 300) -> str:
-    """The message up to its first line break (and before any traceback text an exception may carry), capped."""
-    text = str(exc).split("Traceback (most recent call last)", 1)[0].strip()
-    line = text.splitlines()[0] if text else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+        app.state.sessions.clear()
+        app.state.pool.shutdown()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,10 +61,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_exception_handler(ConfigError, _config_error)
-    app.add_exception_handler(Exception, _unhandled_error)
+    app.add_exception_handler(RequestValidationError, errors.validation_error)
+    app.add_exception_handler(StarletteHTTPException, errors.http_error)
+    app.add_exception_handler(ConfigError, errors.config_error)
+    app.add_exception_handler(Exception, errors.unhandled_error)
+    # add_middleware wraps what is there, so the last added runs first: host check, body limit, strict JSON.
+    app.add_middleware(StrictJSONMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HostCheckMiddleware, allowed=settings.trusted_hosts)
     for router in discover_routers():
         # Health stays open for liveness probes (docker's healthcheck, `make run`); the rest needs the token if set.
         guard = [] if router is health.router else [Depends(require_token)]
         app.include_router(router, prefix="/api", dependencies=guard)
+    errors.document_errors(app)
     return app

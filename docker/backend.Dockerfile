@@ -22,4 +22,5 @@ RUN mkdir -p /app/checkpoints
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=5 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=4)"
-CMD ["uvicorn", "backend.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+# `python -m backend` refuses 0.0.0.0 without TWM_API_TOKEN (or the TWM_ALLOW_NO_TOKEN=1 opt-out): compose passes it.
+CMD ["python", "-m", "backend", "--host", "0.0.0.0", "--port", "8000"]

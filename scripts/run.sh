@@ -22,7 +22,8 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
-"$PY" -m uvicorn backend.main:create_app --factory --host 127.0.0.1 --port "$BACKEND_PORT" &
+# `python -m backend`: uvicorn behind the exposure check (a non-loopback host needs TWM_API_TOKEN).
+"$PY" -m backend --host 127.0.0.1 --port "$BACKEND_PORT" &
 pids+=($!)
 "$PY" -m streamlit run frontend/streamlit_app.py --server.headless true --server.address 127.0.0.1 \
     --server.port "$FRONTEND_PORT" --browser.gatherUsageStats false &

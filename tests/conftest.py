@@ -12,6 +12,8 @@ import pytest
 
 # Before torch is imported anywhere: CI machines have 2 cores and tests run several processes at once.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Starlette's TestClient sends `Host: testserver`; the backend answers only loopback names unless told more.
+os.environ.setdefault("TWM_ALLOWED_HOSTS", "testserver")
 
 try:
     import torch

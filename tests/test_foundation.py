@@ -76,6 +76,34 @@ def test_compose_frontend_reaches_backend_by_service_name(compose: dict[str, Any
         assert depends["backend"]["condition"] == "service_healthy"
 
 
+def _published_host(port: str) -> str:
+    """The host part of a short `host:published:container` port entry (compose's `${VAR:-default}` resolved)."""
+    host = str(port).rsplit(":", 2)[0]
+    assert host.startswith("${TWM_BIND:-") and host.endswith("}"), f"port {port!r} names no bind address"
+    return host.removeprefix("${TWM_BIND:-").removesuffix("}")
+
+
+@pytest.mark.parametrize("name", ["backend", "frontend"])
+def test_compose_publishes_on_loopback_unless_told(compose: dict[str, Any], name: str) -> None:
+    ports = compose["services"][name]["ports"]
+    assert ports and all(_published_host(port) == "127.0.0.1" for port in ports), ports
+
+
+def test_compose_requires_a_token_and_allows_the_service_name(compose: dict[str, Any]) -> None:
+    backend, frontend = (_env(compose["services"][name]) for name in ("backend", "frontend"))
+    # `${VAR:?message}`: compose refuses to start without it; the dashboard sends the same token.
+    assert backend["TWM_API_TOKEN"].startswith("${TWM_API_TOKEN:?"), backend
+    assert frontend["TWM_API_TOKEN"] == backend["TWM_API_TOKEN"]
+    assert "TWM_ALLOW_NO_TOKEN" not in backend
+    assert "backend" in backend["TWM_ALLOWED_HOSTS"].split(",")  # the Host of http://backend:8000
+
+
+def test_backend_image_and_make_run_use_the_checking_launcher() -> None:
+    dockerfile = (ROOT / "docker" / "backend.Dockerfile").read_text()
+    assert 'CMD ["python", "-m", "backend", "--host", "0.0.0.0"' in dockerfile
+    assert '-m backend --host 127.0.0.1' in (ROOT / "scripts" / "run.sh").read_text()
+
+
 @pytest.mark.parametrize("name, path", [("backend", "/api/health"), ("frontend", "/_stcore/health")])
 def test_compose_healthchecks(compose: dict[str, Any], name: str, path: str) -> None:
     check = compose["services"][name]["healthcheck"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from backend.deps import JobsDep
+from backend.deps import JobsDep, check_object_id, not_found
 from backend.jobs import InvalidJob, Job, JobConflict, JobNotFound
 from backend.schemas.jobs import JobList, JobStatus, TrainRequest
 
@@ -34,18 +34,18 @@ def list_jobs(jobs: JobsDep) -> JobList:
 def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
     """One job: state, progress, pid, times, exit code and error."""
     try:
-        return _out(jobs.get(job_id))
+        return _out(jobs.get(check_object_id("job", job_id)))
     except JobNotFound as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}") from e
+        raise not_found("job", job_id) from e
 
 
 @router.post("/{job_id}/cancel", responses={404: {"description": "Unknown job id"}, 409: {"description": "Ended"}})
 def cancel_job(job_id: str, jobs: JobsDep) -> JobStatus:
     """Queued: cancelled now. Running: SIGTERM (checkpoint, then exit), SIGKILL after the grace period."""
     try:
-        return _out(jobs.cancel(job_id))
+        return _out(jobs.cancel(check_object_id("job", job_id)))
     except JobNotFound as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}") from e
+        raise not_found("job", job_id) from e
     except JobConflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
 
@@ -54,8 +54,8 @@ def cancel_job(job_id: str, jobs: JobsDep) -> JobStatus:
 def resume_job(job_id: str, jobs: JobsDep) -> JobStatus:
     """Start a new attempt (`twm train --resume`) of a cancelled or failed job from its last checkpoint."""
     try:
-        return _out(jobs.resume(job_id))
+        return _out(jobs.resume(check_object_id("job", job_id)))
     except JobNotFound as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}") from e
+        raise not_found("job", job_id) from e
     except JobConflict as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from backend import runs
-from backend.deps import JobsDep, SettingsDep
+from backend.deps import JobsDep, SettingsDep, check_object_id, not_found
 from backend.executors import ExecutorError
 from backend.jobs import InvalidJob, JobConflict
 from backend.schemas.sweeps import Report, SweepList, SweepRequest, SweepStatus
@@ -33,9 +33,9 @@ def _out(sweep: Sweep) -> SweepStatus:
 
 def _get(sweeps: SweepManager, sweep_id: str) -> Sweep:
     try:
-        return sweeps.get(sweep_id)
+        return sweeps.get(check_object_id("sweep", sweep_id))
     except SweepNotFound as e:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no sweep {sweep_id!r}") from e
+        raise not_found("sweep", sweep_id) from e
 
 
 @router.post("/sweeps", status_code=status.HTTP_201_CREATED, responses={422: {"description": "Invalid request"}})

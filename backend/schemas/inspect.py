@@ -21,7 +21,7 @@ MAX_POLICY_STEPS = 2000
 class ResetStartBody(BaseModel):
     """Start from a real env reset (evaluation env seeded with `seed`) after `policy_steps` policy steps."""
 
-    kind: Literal["reset"] = "reset"
+    kind: Literal["reset"]  # required, as in the discriminated union (the schema used to call it optional)
     policy_steps: int = Field(0, ge=0, le=MAX_POLICY_STEPS)
 
 
@@ -47,7 +47,7 @@ class _InspectRequest(BaseModel):
 
     checkpoint: Checkpoint = "latest"
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    start: StartBody = Field(default_factory=ResetStartBody)
+    start: StartBody = Field(default_factory=lambda: ResetStartBody(kind="reset"))
 
 
 class ImagineRequest(_InspectRequest):

@@ -1,21 +1,26 @@
 """Sweeps through the `ray` executor, on a real local Ray cluster that this module starts (`ray start --head`,
-2 CPUs) and stops. Same contract as the local executor: runs finish, reports are produced, a backend restart
-reattaches, and cancel reaches the training processes through their actors."""
+2 CPUs) and stops (only it: other Ray instances on the machine live on). Same contract as the local executor: runs
+finish, reports are produced, a backend restart reattaches, and cancel reaches the training processes through their
+actors."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import free_port
+from helpers import free_port, stop_process_group
 from test_sweeps import sweep_body, sweep_ended, wait_sweep
 
 from backend.main import create_app
@@ -29,18 +34,61 @@ RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "disabled"}
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
-    """A fresh head node with 2 CPUs; `ray stop --force` at the end (it stops every Ray process of this machine)."""
+    """A private head node with 2 CPUs, stopped at the end without touching any other Ray instance of this machine.
+
+    `ray stop` would end every Ray process here (it takes no address), so the head runs in the foreground
+    (`--block`) in its own process group, with its own temp dir and its own free ports: the end kills that group,
+    then any straggler whose command line names our temp dir.
+    """
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
+    temp_dir = Path(tempfile.mkdtemp(prefix="twm-ray-"))  # short: Ray's socket paths must stay under 108 bytes
     port = free_port()
-    subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats", "--object-store-memory=100000000"],
-                   env=RAY_ENV, check=True, capture_output=True, timeout=120)
+    # Every port Ray would otherwise take at a fixed default (the client server is not started: no ray[client]).
+    ports = {flag: free_port() for flag in ("--node-manager-port",
+                                            "--object-manager-port", "--dashboard-agent-listen-port",
+                                            "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+                                            "--metrics-export-port")}
+    command = [ray_cli, "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}", "--num-cpus=2",
+               "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=100000000",
+               *(f"{flag}={value}" for flag, value in ports.items())]
+    with (temp_dir / "ray-start.log").open("wb") as log:
+        head = subprocess.Popen(command, env=RAY_ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
+        wait_for_head(head, port, temp_dir / "ray-start.log")
         yield f"127.0.0.1:{port}"
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run([ray_cli, "stop", "--force"], env=RAY_ENV, capture_output=True, timeout=120)
+        stop_process_group(head, timeout=60)
+        for pid in pids_mentioning(str(temp_dir)):
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def wait_for_head(head: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 120.0) -> None:
+    """Until the head's GCS port accepts connections; fail with the `ray start` log if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            pytest.fail(f"ray start exited with {head.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                time.sleep(2.0)  # the GCS answers before the raylet has registered the node
+                return
+        time.sleep(0.5)
+    pytest.fail(f"the Ray head did not listen on {port} within {timeout:.0f}s")
+
+
+def pids_mentioning(text: str) -> list[int]:
+    """Processes whose command line contains `text` (our temp dir: only the head's own processes name it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with suppress(OSError):
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+    return pids
 
 
 def named_actors() -> list[str]:

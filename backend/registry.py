@@ -1,13 +1,14 @@
-"""ModelRegistry: an LRU cache of eval-mode models, keyed by (run_id, checkpoint step).
+"""ModelRegistry: an LRU cache of loaded agents (`twm_core.agent.Agent`), keyed by (run_id, checkpoint step).
 
 A request for a run's checkpoint ('latest' or a step) resolves the step first, so 'latest' and the same step
-share one entry. Loads go through `load_checkpoint` (`torch.load(weights_only=True)`), rebuild the model from the
-checkpoint's own config (never from the live config.json, which a resumed run may have changed), and put it on
-the settings' device in eval mode (no dropout: rollouts are deterministic given a seed).
+share one entry. Loads go through `twm_core.agent.load_agent` (`weights_only=True`, the checkpoint's own config,
+finite weights, eval mode on the settings' device).
 
-Threads: FastAPI runs the model work in its threadpool, so `get` is thread-safe. One lock guards the cache and a
-per-key lock makes concurrent requests for the same checkpoint load it once. `inference_lock` serialises model
-work: the services reseed torch's global RNG (inside `fork_rng`), which two threads must not do at once.
+Threads: model work runs in the inspect pool (`backend.pool`), several requests at once: the agents are read-only
+and every dream session draws from its own generators, so there is no global model lock. One lock guards the
+cache; a per-key lock makes concurrent requests for one checkpoint load it once; and loads in flight count against
+`max_loaded_models`, so a burst of requests for many checkpoints never holds more models than the limit (a load
+waits until a slot is free). Each entry also keeps the agent's `StartCache` (env starts and idle emulators).
 """
 
 from __future__ import annotations
@@ -15,22 +16,16 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.settings import Settings
-from twm_core.run_dir import RunDir
+from twm_core.run_dir import RunDir, valid_run_id
 
 if TYPE_CHECKING:  # torch and the models load on the first model request, not with the app
-    import torch
+    from twm_core.agent import Agent
+    from twm_core.dream import StartCache
 
-    from twm_core.config import TWMConfig
-    from twm_core.models.actor_critic import ActorCritic
-    from twm_core.replay import ReplayBuffer
-    from twm_core.world_model import WorldModel
-
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain directory name: no '/', no '..'
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -38,71 +33,24 @@ class RunNotFoundError(LookupError):
     """No run directory of that id under the runs directory."""
 
 
-@dataclass
-class LoadedModel:
-    """One checkpoint, ready for inference: config, world model and actor-critic in eval mode on `device`."""
-
-    run_id: str
-    step: int
-    run_dir: RunDir
-    config: TWMConfig
-    num_actions: int
-    world_model: WorldModel
-    actor_critic: ActorCritic
-    device: torch.device
-    replay_size: int
-    """Rows of the run's replay buffer that this checkpoint had seen (the buffer is loaded up to here)."""
-    _replay: ReplayBuffer | None = field(default=None, repr=False)
-    _meanings: list[str] | None = field(default=None, repr=False)
-    _lazy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def replay(self) -> ReplayBuffer:
-        """The run's replay buffer as of this checkpoint (chunks up to `replay_size`), loaded once on first use.
-
-        Raises ValueError when the run has no replay chunks (or fewer rows than the checkpoint saw).
-        """
-        from twm_core.replay import ReplayBuffer
-
-        with self._lazy_lock:
-            if self._replay is None:
-                # capacity = the rows loaded, not cfg.replay.capacity: no need to preallocate 100k frames
-                self._replay = ReplayBuffer.load(
-                    self.run_dir.replay_dir, capacity=max(self.replay_size, 1), upto=self.replay_size,
-                    frame_stack=self.config.env.frame_stack, frame_size=self.config.env.frame_size)
-            return self._replay
-
-    def action_meanings(self) -> list[str]:
-        """Names of the game's actions in index order (read once from a throwaway env)."""
-        from twm_core.envs import action_meanings, make_env
-
-        with self._lazy_lock:
-            if self._meanings is None:
-                env = make_env(self.config.env, seed=0, eval=True)
-                try:
-                    self._meanings = action_meanings(env)
-                finally:
-                    env.close()
-            return self._meanings
-
-
 class ModelRegistry:
-    """Bounded LRU of `LoadedModel`s (`settings.max_loaded_models`) on `settings.resolved_device()`."""
+    """Bounded LRU of loaded agents (`settings.max_loaded_models`, loads in flight included)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.capacity = settings.max_loaded_models
-        self.inference_lock = threading.Lock()
-        self._cache: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self.capacity = max(1, settings.max_loaded_models)
+        self._cache: OrderedDict[tuple[str, int], Agent] = OrderedDict()
+        self._starts: dict[tuple[str, int], StartCache] = {}
         self._loading: dict[tuple[str, int], threading.Lock] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
 
     def run_dir(self, run_id: str) -> RunDir:
         """The run directory of `run_id`; RunNotFoundError if it is not a directory directly under runs_dir."""
-        if not _RUN_ID_RE.match(run_id):
-            raise RunNotFoundError(f"invalid run id {run_id!r}")
+        if not valid_run_id(run_id):
+            raise RunNotFoundError(f"invalid run id {run_id[:80]!r}")
         run = RunDir(self.settings.runs_dir / run_id)
         if not run.exists():
-            raise RunNotFoundError(f"no run {run_id!r} in {self.settings.runs_dir}")
+            raise RunNotFoundError(f"no run {run_id!r}")
         return run
 
     def resolve(self, run_id: str, checkpoint: int | str = "latest") -> tuple[RunDir, int, Path]:
@@ -115,15 +63,24 @@ class ModelRegistry:
         assert match is not None, path  # resolve_checkpoint only returns step_*.pt files
         return run, int(match.group(1)), path
 
-    def get(self, run_id: str, checkpoint: int | str = "latest") -> LoadedModel:
-        """The model of a run's checkpoint ('latest' or a step), loading it on a miss (and evicting the LRU)."""
+    def get(self, run_id: str, checkpoint: int | str = "latest") -> Agent:
+        """The agent of a run's checkpoint ('latest' or a step), loading it on a miss (and evicting the LRU)."""
         run, step, path = self.resolve(run_id, checkpoint)
         key = (run_id, step)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            key_lock = self._loading.setdefault(key, threading.Lock())
+            key_lock = self._loading.get(key)
+            if key_lock is None:
+                # a new load takes a slot: evict the least recently used models, or wait for other loads to end
+                while len(self._cache) + len(self._loading) >= self.capacity:
+                    if self._cache:
+                        evicted, _ = self._cache.popitem(last=False)
+                        self._starts.pop(evicted, None)
+                    else:
+                        self._lock.wait()
+                key_lock = self._loading.setdefault(key, threading.Lock())
         with key_lock:  # requests for the same checkpoint wait here for one load
             with self._lock:
                 if key in self._cache:
@@ -133,43 +90,29 @@ class ModelRegistry:
                 model = self._load(run, step, path)
                 with self._lock:
                     self._cache[key] = model
-                    while len(self._cache) > self.capacity:
-                        self._cache.popitem(last=False)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
+                    self._lock.notify_all()
             return model
+
+    def starts(self, agent: Agent) -> StartCache:
+        """The start cache of a loaded agent (made on first use)."""
+        from twm_core.dream import StartCache
+
+        key = (agent.run_id, agent.step)
+        with self._lock:
+            cache = self._starts.get(key)
+            if cache is None or cache.agent is not agent:
+                cache = self._starts[key] = StartCache(agent)
+            return cache
 
     def cached_keys(self) -> list[tuple[str, int]]:
         """Keys in the cache, least recently used first."""
         with self._lock:
             return list(self._cache)
 
-    def _load(self, run: RunDir, step: int, path: Path) -> LoadedModel:
-        import torch
+    def _load(self, run: RunDir, step: int, path: Path) -> Agent:
+        from twm_core.agent import load_agent
 
-        from twm_core.checkpoint import CheckpointError, load_checkpoint
-        from twm_core.config import TWMConfig
-        from twm_core.models.actor_critic import ActorCritic
-        from twm_core.world_model import WorldModel
-
-        device = torch.device(self.settings.resolved_device())
-        state = load_checkpoint(path, map_location=device)
-        missing = [key for key in ("config", "num_actions", "world_model", "actor_critic") if key not in state]
-        if missing:
-            raise CheckpointError(f"{path}: checkpoint lacks {missing}")
-        try:  # a file torch can read may still hold a bad config or weights that do not fit: not a server fault
-            cfg = TWMConfig.from_dict(state["config"])
-            num_actions = int(state["num_actions"])
-            wm = WorldModel(cfg, num_actions)
-            ac = ActorCritic(cfg.ac, num_actions, wm.z_dim, wm.h_dim)
-            wm.load_state_dict(state["world_model"])
-            ac.load_state_dict(state["actor_critic"])
-        except (ValueError, TypeError, KeyError, RuntimeError) as exc:  # ConfigError is a ValueError
-            raise CheckpointError(f"{path}: cannot rebuild the model ({type(exc).__name__}: {exc})") from exc
-        wm.to(device).eval().requires_grad_(False)
-        ac.to(device).eval().requires_grad_(False)
-        replay_state = state.get("replay")
-        replay_size = int(replay_state["size"]) if isinstance(replay_state, dict) and "size" in replay_state else step
-        return LoadedModel(run_id=run.run_id, step=step, run_dir=run, config=cfg, num_actions=num_actions,
-                           world_model=wm, actor_critic=ac, device=device, replay_size=replay_size)
+        return load_agent(path, self.settings.resolved_device(), run_dir=run, step=step)

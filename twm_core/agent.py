@@ -13,6 +13,7 @@ buffer and action names are built under a lock.
 from __future__ import annotations
 
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,16 +68,22 @@ class Agent:
     def replay(self) -> ReplayBuffer:
         """The run's replay buffer as of this checkpoint (chunks up to `replay_size`), loaded once on first use.
 
-        Raises ValueError when the run has no replay data (or fewer rows than the checkpoint saw).
+        Raises ValueError when the run has no replay data, fewer rows than the checkpoint saw, or chunks that cannot
+        be read (a truncated or corrupt file: only this agent's replay starts and restarts are affected).
         """
         with self._lazy_lock:
             if self._replay is None:
                 if self.run_dir is None or self.replay_size < 1:
                     raise ValueError("this agent has no replay data")
-                # capacity = the rows loaded, not cfg.replay.capacity: no need to preallocate 100k frames
-                self._replay = ReplayBuffer.load(
-                    self.run_dir.replay_dir, capacity=self.replay_size, upto=self.replay_size,
-                    frame_stack=self.config.env.frame_stack, frame_size=self.config.env.frame_size)
+                try:  # capacity = the rows loaded, not cfg.replay.capacity: no need to preallocate 100k frames
+                    self._replay = ReplayBuffer.load(
+                        self.run_dir.replay_dir, capacity=self.replay_size, upto=self.replay_size,
+                        frame_stack=self.config.env.frame_stack, frame_size=self.config.env.frame_size)
+                except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+                    raise ValueError(f"replay data cannot be read ({type(exc).__name__})") from exc  # no paths
+                except ValueError as exc:  # name the directory relative to the runs directory
+                    replay_dir = self.run_dir.replay_dir
+                    raise ValueError(str(exc).replace(str(replay_dir), self.run_dir.name_of(replay_dir))) from exc
             return self._replay
 
     def action_meanings(self) -> list[str]:

@@ -18,11 +18,11 @@ from PIL import Image
 
 from backend.main import create_app
 from backend.registry import ModelRegistry, RunNotFoundError
-from backend.services.attention import token_labels
 from backend.settings import Settings
 from twm_core.checkpoint import CheckpointNotFoundError
 from twm_core.config import TWMConfig
 from twm_core.envs import make_env
+from twm_core.models.dynamics import token_labels
 from twm_core.replay import ReplayBuffer
 from twm_core.run_dir import RunDir, read_json
 
@@ -136,7 +136,7 @@ def test_token_labels() -> None:
     assert [t.modality for t in labels] == ["z", "a", "r", "z", "a", "r", "z", "a"]
     assert [t.relative_step for t in labels] == [-2, -2, -2, -1, -1, -1, 0, 0]
     assert [t.index for t in labels] == list(range(8))
-    labels = token_labels(6, 2, query_step=4, first_index=10)
+    labels = token_labels(6, 2, last_step=4, first_index=10)
     assert [t.modality for t in labels] == ["z", "a"] * 3
     assert [t.step for t in labels] == [2, 2, 3, 3, 4, 4] and labels[0].index == 10
     for bad in ((7, 3), (1, 3), (8, 4)):

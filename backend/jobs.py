@@ -125,6 +125,79 @@ class Job:
     progress: Progress
 
 
+_MODEL_SIZE_FIELDS = ("obs.z_categoricals", "obs.z_categories", "obs.channels", "obs.mlp_dims", "dyn.embed_dim",
+                      "dyn.num_heads", "dyn.head_dim", "dyn.num_layers", "dyn.feedforward_dim", "dyn.z_dims",
+                      "dyn.reward_dims", "dyn.discount_dims", "dyn.input_rewards", "ac.actor_dims", "ac.critic_dims",
+                      "ac.input_h", "ac.critic_target_interval")
+_MEMORY_FIELDS = ("replay.capacity", "train.total_steps", "train.wm_batch_size", "train.wm_sequence_length",
+                  "dyn.memory_length", "ac.batch_size", "ac.horizon", "env.frame_stack", *_MODEL_SIZE_FIELDS)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _named(overrides: dict[str, Any], names: Sequence[str], preset: str) -> str:
+    """Which of the request's overrides set the size (or the preset's own values, when none did)."""
+    given = [f"{key}={overrides[key]!r}" for key in overrides if key in names]
+    return f"set by {', '.join(given)}" if given else f"the preset {preset!r} itself"
+
+
+def _total_ram() -> int:
+    """Bytes of this machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _device_memory(device: str) -> tuple[str, int] | None:
+    """(name, total bytes) of the CUDA device a job on `device` uses; None for a CPU job."""
+    import torch  # lazy, as `Settings.resolved_device`
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not device.startswith("cuda"):
+        return None
+    index = int(device.partition(":")[2] or 0)
+    return device, int(torch.cuda.get_device_properties(index).total_memory)
+
+
+def _check_resources(settings: Settings, cfg: Any, device: str, overrides: dict[str, Any], executor: str) -> None:
+    """The caps on jobs submitted over HTTP (`Settings.max_*`, `job_memory_fraction`); raises `InvalidJob`."""
+    from twm_core.resources import memory_breakdown  # lazy: builds the models (on the meta device)
+
+    errors = []
+    for name, value, cap, env in (
+            ("train.total_steps", cfg.train.total_steps, settings.max_job_steps, "TWM_MAX_JOB_STEPS"),
+            ("replay.capacity", cfg.replay.capacity, settings.max_replay_capacity, "TWM_MAX_REPLAY_CAPACITY")):
+        if cap is not None and value > cap:
+            errors.append(f"{name} must be <= {cap} ({env}), got {value}")
+    if errors:  # before the estimate: a capacity of 1e12 makes every other number moot
+        raise InvalidJob("; ".join(errors))
+    try:
+        estimate = memory_breakdown(cfg)
+    except ValueError as e:  # too many layers (twm_core.resources.MAX_LAYERS)
+        raise InvalidJob(str(e)) from e
+    except (RuntimeError, OverflowError) as e:  # a width so large that even a meta tensor cannot hold its size
+        raise InvalidJob(f"model sizes out of range ({_named(overrides, _MODEL_SIZE_FIELDS, cfg.preset)}): {e}") from e
+    cap = settings.max_model_params
+    if cap is not None and estimate.num_parameters > cap:
+        raise InvalidJob(f"the model has {estimate.num_parameters:,} parameters, more than {cap:,} "
+                         f"(TWM_MAX_MODEL_PARAMS); {_named(overrides, _MODEL_SIZE_FIELDS, cfg.preset)}")
+    fraction = settings.job_memory_fraction
+    if fraction is None or executor != "local":
+        return
+    ram = _total_ram()
+    gpu = _device_memory(device)
+    checks = [("this machine's RAM", estimate.host if gpu else estimate.total, ram)]
+    if gpu is not None:
+        checks.append((f"the memory of {gpu[0]}", estimate.device, gpu[1]))
+    for where, need, have in checks:
+        if need > fraction * have:
+            raise InvalidJob(f"the job needs about {_gib(need)} (estimate: replay {_gib(estimate.replay)}, model and "
+                             f"Adam state {_gib(estimate.parameters + estimate.optimizer)}, activations "
+                             f"{_gib(estimate.activations)}), more than {fraction:g} of {where} ({_gib(have)}, "
+                             f"TWM_JOB_MEMORY_FRACTION); {_named(overrides, _MEMORY_FIELDS, cfg.preset)}")
+
+
 class JobManager:
     """Queue, start, watch, cancel and resume training attempts (thread-safe; `poll()` is one monitor tick)."""
 
@@ -190,6 +263,7 @@ class JobManager:
             self.executor.check_device(device)
         except (ValueError, ExecutorError) as e:
             raise InvalidJob(str(e)) from e
+        _check_resources(self.settings, cfg, device, all_overrides, self.executor.kind)
         # Pass the validated values, not the raw ones, so the subprocess builds exactly this config.
         cli_sets = [f"{key}={_cli_value(_lookup(resolved, key))}" for key in overrides]
         run_id = new_run_id(cfg.env.game, cfg.preset, cfg.seed)

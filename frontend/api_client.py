@@ -77,7 +77,7 @@ class BackendClient:
             raise BackendError(f"Request to {self.base_url}{path} failed: {exc}") from exc
         if response.is_error:
             raise BackendError(_detail_message(response), status_code=response.status_code)
-        return response.json()
+        return response.json() if response.content else None  # 204 has no body
 
     def health(self) -> dict[str, Any]:
         """`GET /api/health`: status, version, device, cuda_available, runs_dir."""
@@ -177,6 +177,46 @@ class BackendClient:
     def attention(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /api/runs/{run_id}/attention` (model work: a longer timeout)."""
         return self._request("POST", f"/api/runs/{run_id}/attention", json=body, timeout=self.model_timeout)
+
+    def calibration(self, run_id: str, checkpoint: int | str = "latest", windows: int = 256,
+                    seed: int = 0) -> dict[str, Any]:
+        """`GET /api/runs/{run_id}/calibration`: reward/discount calibration on replay (model work: longer timeout)."""
+        return self._request("GET", f"/api/runs/{run_id}/calibration", timeout=self.model_timeout,
+                             params={"checkpoint": checkpoint, "windows": windows, "seed": seed})
+
+    # -------------------------------------------------------------------------------------------- dream sessions
+    def create_session(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/sessions`: a dream from a real start (body: run_id, checkpoint, seed, start, real, steps)."""
+        return self._request("POST", "/api/sessions", json=body, timeout=self.model_timeout)
+
+    def session(self, session_id: str, since: int = 0) -> dict[str, Any]:
+        return self._request("GET", f"/api/sessions/{session_id}", params={"since": since},
+                             timeout=self.model_timeout)
+
+    def step_session(self, session_id: str, count: int = 1, actions: list[int] | None = None) -> dict[str, Any]:
+        """`POST /api/sessions/{id}/step`: the new points only."""
+        body: dict[str, Any] = {"count": count} if actions is None else {"actions": actions}
+        return self._request("POST", f"/api/sessions/{session_id}/step", json=body, timeout=self.model_timeout)
+
+    def fork_session(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /api/sessions/{id}/fork` (body: step, action, latent, seed, steps): the new session."""
+        return self._request("POST", f"/api/sessions/{session_id}/fork", json=body, timeout=self.model_timeout)
+
+    def session_futures(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", f"/api/sessions/{session_id}/futures", json=body, timeout=self.model_timeout)
+
+    def session_attention(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", f"/api/sessions/{session_id}/attention", json=body,
+                             timeout=self.model_timeout)
+
+    def session_attention_overview(self, session_id: str, layer: int, token: str = "a",
+                                   head: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"layer": layer, "token": token, **({"head": head} if head is not None else {})}
+        return self._request("GET", f"/api/sessions/{session_id}/attention/overview", params=params,
+                             timeout=self.model_timeout)
+
+    def delete_session(self, session_id: str) -> None:
+        self._request("DELETE", f"/api/sessions/{session_id}")
 
 
 @st.cache_resource

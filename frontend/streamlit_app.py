@@ -15,16 +15,20 @@ from frontend.api_client import get_client
 PAGES_DIR = Path(__file__).parent / "app_pages"
 
 # (file, title, icon) in menu order. Pages whose file is not there yet are left out, so the app runs without them.
+# No icons: Streamlit fetches `:material/...:` icons from fonts.gstatic.com (the dashboard loads nothing from the
+# internet), and emoji need fonts a server or a headless browser may lack.
 PAGES = [
-    ("home.py", "Home", ":material/home:"),
-    ("train.py", "Train", ":material/model_training:"),
-    ("runs.py", "Runs", ":material/monitoring:"),
-    ("sweeps.py", "Sweeps", ":material/dataset:"),
-    ("report.py", "Report", ":material/leaderboard:"),
-    ("imagine.py", "Imagine", ":material/movie:"),
-    ("attention.py", "Attention", ":material/grid_on:"),
-    ("play.py", "Play", ":material/sports_esports:"),
-    ("checkpoints.py", "Checkpoints", ":material/inventory_2:"),
+    ("home.py", "Home", None),
+    ("train.py", "Train", None),
+    ("runs.py", "Runs", None),
+    ("sweeps.py", "Sweeps", None),
+    ("report.py", "Report", None),
+    ("inspector.py", "Inspector", None),
+    ("imagine.py", "Imagine", None),
+    ("attention.py", "Attention", None),
+    ("play.py", "Play", None),
+    ("calibration.py", "Calibration", None),
+    ("checkpoints.py", "Checkpoints", None),
 ]
 
 st.set_page_config(page_title="TWM dashboard", layout="wide")

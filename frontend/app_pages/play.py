@@ -1,24 +1,31 @@
-"""Play: act inside the world model, one imagined step per button press, from a real start (the authors' dream mode).
+"""Play: act inside the world model from a real start (the authors' dream mode), on a backend dream session.
 
-Each press sends the whole action history to `/imagine` (horizon = its length) with the same seed, so the dream is
-deterministic: the same presses give the same frames. "Reset" goes back to the real start.
+"Reset" starts a session (`POST /api/sessions`). Then the keyboard drives it: the arrows and space (FIRE) for the
+game's actions, digits for any action index, `p` to let the policy act, Backspace to undo (a fork one step back).
+Each key is one O(1) step (`.../step`, the new point only) and reruns only the play fragment; the buttons do the
+same. The real emulator plays the same actions beside the dream while its episode lasts; there is no step limit.
+A session is deterministic: the same seed and keys give the same frames.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import streamlit as st
 
 from frontend import inspect_views as views
-from frontend.api_client import BackendError, get_client
+from frontend.api_client import BackendClient, BackendError, get_client
+from frontend.components import keymap, play_keys
 from frontend.widgets import checkpoint_picker, runs_or_stop
 
-GAME = "play_game"  # {"run_id", "checkpoint", "seed", "policy_steps", "meanings", "start_frame", "actions", "rollout"}
+GAME = "play_game"  # {"run_id", "seed", "session": id, "meanings", "points", "checkpoint_step", "error"}
+KEYS = "play_keys"
 
 st.title("Play")
-st.caption("Play inside the world model: start from a real frame, then pick each action; the world model imagines "
-           "the next frame, the reward r̂ and the discount γ̂.")
+st.caption("Play inside the world model: start from a real frame, then act with the keyboard (arrows, space = FIRE, "
+           "digits = action index, p = policy, Backspace = undo) or the buttons. The world model imagines the next "
+           "frame, the reward r̂ and the discount γ̂; the real game plays the same actions beside it.")
 
 client = get_client()
 runs = runs_or_stop(client)
@@ -31,67 +38,106 @@ policy_steps = col_k.number_input("Policy steps before", min_value=0, max_value=
                                   key="play_k")
 
 
-def _body(game: dict[str, Any], actions: list[int]) -> dict[str, Any]:
-    return {"checkpoint": game["checkpoint"], "seed": game["seed"], "horizon": len(actions), "actions": actions,
-            "start": views.start_body("reset", game["policy_steps"])}
+def reset(client: BackendClient) -> None:
+    """A new session at the real start of the chosen run, checkpoint and seed."""
+    body = {"run_id": run_id, "checkpoint": checkpoint, "seed": int(seed), "real": True,
+            "start": views.start_body("reset", int(policy_steps))}
+    session = client.create_session(body)
+    st.session_state[GAME] = {"run_id": run_id, "seed": int(seed), "session": session["id"],
+                              "meanings": session["action_meanings"], "points": session["points"],
+                              "checkpoint_step": session["checkpoint_step"], "error": None}
 
 
-def reset() -> None:
-    """Go to the real start of the chosen run/checkpoint/seed (one tiny request for the frame and action set)."""
-    game = {"run_id": run_id, "checkpoint": checkpoint, "seed": int(seed), "policy_steps": int(policy_steps),
-            "actions": [], "rollout": None}
-    probe = client.imagine(run_id, _body(game, [0]))
-    game.update(meanings=probe["action_meanings"], start_frame=probe["start_frame"],
-                checkpoint_step=probe["checkpoint_step"])
-    st.session_state[GAME] = game
+def act(client: BackendClient, game: dict[str, Any], action: int | None) -> None:
+    """One step (the given action, or the policy's when None); keep it only if the backend answers."""
+    reply = client.step_session(game["session"]) if action is None else \
+        client.step_session(game["session"], actions=[action])
+    game["points"] = game["points"][: reply["since"]] + reply["points"]
 
 
-def act(action: int) -> None:
-    """Imagine the whole history plus `action`; keep it only if the backend answers."""
+def undo(client: BackendClient, game: dict[str, Any]) -> None:
+    """Go back one step: a fork of the session at the previous point."""
+    if len(game["points"]) < 2:
+        return
+    fork = client.fork_session(game["session"], {"step": len(game["points"]) - 2})
+    game.update(session=fork["id"], points=fork["points"])
+
+
+def handle(command: str) -> None:
+    """A key or button: an action index, "policy" or "undo" (errors are shown, the dream stays as it was)."""
     game = st.session_state[GAME]
-    actions = [*game["actions"], action]
-    rollout = client.imagine(game["run_id"], _body(game, actions))
-    game.update(actions=actions, rollout=rollout)
+    try:
+        if command == "undo":
+            undo(client, game)
+        else:
+            act(client, game, None if command == "policy" else int(command))
+        game["error"] = None
+    except BackendError as exc:
+        game["error"] = exc.message + (" — the session expired: press Reset." if exc.status_code == 404 else "")
+
+
+def on_key() -> None:
+    pressed = getattr(st.session_state.get(KEYS), "key", None)
+    if isinstance(pressed, dict) and GAME in st.session_state:
+        handle(str(pressed.get("key")))
 
 
 try:
     if st.button("Reset", type="primary", key="play_reset"):
-        reset()
+        reset(client)
 except BackendError as exc:
     st.error(exc.message)
 
-game = st.session_state.get(GAME)
-if game is None:
+if st.session_state.get(GAME) is None:
     st.info("Press **Reset** to start from a real frame.")
     st.stop()
 
-st.subheader(f"{game['run_id']} · checkpoint step {game['checkpoint_step']} · seed {game['seed']}")
-full = len(game["actions"]) >= views.MAX_HORIZON
-buttons = st.columns(len(game["meanings"]))
-for i, (col, name) in enumerate(zip(buttons, game["meanings"], strict=True)):
-    if col.button(name, key=f"play_action_{i}", disabled=full, width="stretch"):
-        try:
-            act(i)
-        except BackendError as exc:
-            st.error(exc.message)
-if full:
-    st.warning(f"The dream is {views.MAX_HORIZON} steps long, the most one request imagines: press Reset.")
 
-rollout = game["rollout"]
-n = len(game["actions"])
-frame_col, info_col = st.columns([1, 2])
-with frame_col:
-    frame = rollout["frames"][-1] if rollout else game["start_frame"]
-    st.image(views.upscale(views.decode_png(frame)), width=320)
-    st.markdown(views.step_annotation(rollout, n) if rollout else "the real start frame")
-with info_col:
+@st.fragment
+def play_area() -> None:
+    game = st.session_state[GAME]
+    meanings = game["meanings"]
+    buttons = st.columns(len(meanings) + 2)
+    for i, (col, name) in enumerate(zip(buttons, meanings, strict=False)):
+        col.button(name, key=f"play_action_{i}", width="stretch", on_click=handle, args=(str(i),))
+    buttons[-2].button("Policy step", key="play_policy", width="stretch", on_click=handle, args=("policy",))
+    buttons[-1].button("Undo", key="play_undo", width="stretch", disabled=len(game["points"]) < 2,
+                       on_click=handle, args=("undo",))
+    if game["error"]:
+        st.error(game["error"])
+    points = game["points"]
+    n = len(points) - 1
+    point, moves = points[-1], points[1:]
+    caption = f"step {n}"
+    if n:
+        caption += f" · {meanings[point['action']]} · r̂ {point['reward']:+.3f} · γ̂ {point['discount']:.3f}"
+    if point["real"] is None:
+        caption += " · the real episode has ended; the dream goes on"
+    elif point["errors"] is not None and n:
+        caption += f" · pixel error vs real {point['errors']['pixel']:.3f}"
+    keys = keymap(meanings)
+    play_keys({"version": f"{game['session']}:{n}", "step": n, "frame": point["frame"],
+               "real": None if point["real"] is None else point["real"]["frame"], "caption": caption,
+               "keymap": sorted(keys.items())}, key=KEYS, on_key=on_key)
     cols = st.columns(4)
     cols[0].metric("Step", n)
-    cols[1].metric("r̂", f"{rollout['rewards'][-1]:+.3f}" if rollout else "—")
-    cols[2].metric("γ̂", f"{rollout['discounts'][-1]:.3f}" if rollout else "—")
-    cols[3].metric("Imagined return", f"{sum(rollout['rewards']):+.3f}" if rollout else "0")
-    if rollout and rollout["dones"][-1]:
+    cols[1].metric("r̂", f"{point['reward']:+.3f}" if n else "—")
+    cols[2].metric("γ̂", f"{point['discount']:.3f}" if n else "—")
+    cols[3].metric("Imagined return", f"{sum(p['reward'] for p in moves):+.3f}")
+    if point["done"]:
         st.warning("The world model predicts the episode ended here (γ̂ low); imagination restarted from a replay "
                    "frame.")
     if n:
-        st.caption("Actions so far: " + ", ".join(game["meanings"][a] for a in game["actions"]))
+        st.caption("Actions so far: " + ", ".join(meanings[p["action"]] for p in moves[-30:]))
+    names = {k if k != " " else "space": meanings[a] for k, a in keys.items() if not k.isdigit()}
+    st.caption("Keys: " + ", ".join(f"{k} → {v}" for k, v in names.items()) + "; digits → action index")
+    export = {"run_id": game["run_id"], "checkpoint_step": game["checkpoint_step"], "seed": game["seed"],
+              "actions": [p["action"] for p in moves], "rewards": [p["reward"] for p in moves],
+              "discounts": [p["discount"] for p in moves]}
+    st.download_button("Export (JSON)", json.dumps(export), file_name="dream.json", mime="application/json",
+                       key="play_export")
+
+
+st.subheader(f"{st.session_state[GAME]['run_id']} · checkpoint step {st.session_state[GAME]['checkpoint_step']} · "
+             f"seed {st.session_state[GAME]['seed']}")
+play_area()

@@ -65,7 +65,7 @@ def sweep_form(client: Any, games: dict[str, list[str]], presets: list[dict[str,
 def report_link(sweep_id: str) -> None:
     """A link to the Report page with this sweep picked (only in the full app: a lone page has no navigation)."""
     try:
-        st.page_link(REPORT_PAGE, label="Open its report", icon=":material/leaderboard:",
+        st.page_link(REPORT_PAGE, label="Open its report",
                      query_params={"sweep": sweep_id})
     except StreamlitAPIException:
         st.caption(f"Its report: the Report page, sweep `{sweep_id}`.")

@@ -137,29 +137,45 @@ def test_attention_heatmap_has_layers_by_labelled_tokens(page_app: PageApp, dash
     assert len(matrix["data"]) == num_heads and len(matrix["data"][0]["z"][0]) == len(labels)
 
 
-def test_play_steps_through_the_dream_deterministically(page_app: PageApp,
-                                                        imagine_calls: list[dict[str, Any]]) -> None:
+def test_play_steps_through_a_dream_session_deterministically(page_app: PageApp, dashboard_env: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: list[dict[str, Any]] = []
+    original = BackendClient.step_session
+
+    def counting(self: BackendClient, session_id: str, count: int = 1, actions: list[int] | None = None) -> Any:
+        reply = original(self, session_id, count, actions)
+        steps.append({"actions": actions, "since": reply["since"], "points": len(reply["points"])})
+        return reply
+
+    monkeypatch.setattr(BackendClient, "step_session", counting)
     at = no_errors(page_app("app_pages/play.py").run())
     assert not at.get("image")
     no_errors(at.button(key="play_reset").click().run())
     assert at.metric[0].label == "Step" and at.metric[0].value == "0"
-    assert len(at.get("image")) == 1  # the real start frame
+    assert at.session_state["play_game"]["points"][0]["real"] is not None  # the real start frame too
     assert [b.label for b in at.button if b.key.startswith("play_action_")][:3] == ["NOOP", "FIRE", "RIGHT"]
 
     for n, action in enumerate([2, 3], start=1):
         no_errors(at.button(key=f"play_action_{action}").click().run())
-        assert at.metric[0].value == str(n) and len(at.get("image")) == 1
-        assert imagine_calls[-1]["actions"][-1] == action and imagine_calls[-1]["horizon"] == n
+        assert at.metric[0].value == str(n)
+        # one step per press: only the new point travels, never the history
+        assert steps[-1] == {"actions": [action], "since": n, "points": 1}
+    no_errors(at.button(key="play_policy").click().run())
+    assert at.metric[0].value == "3" and steps[-1]["actions"] is None
     game = at.session_state["play_game"]
-    rollout = game["rollout"]
-    assert at.metric[1].value == f"{rollout['rewards'][-1]:+.3f}"
-    assert at.metric[3].value == f"{sum(rollout['rewards']):+.3f}"
+    points = game["points"]
+    assert [p["action"] for p in points[1:3]] == [2, 3]
+    assert at.metric[1].value == f"{points[-1]['reward']:+.3f}"
+    assert at.metric[3].value == f"{sum(p['reward'] for p in points[1:]):+.3f}"
+
+    no_errors(at.button(key="play_undo").click().run())
+    assert at.metric[0].value == "2" and at.session_state["play_game"]["points"] == points[:3]
 
     no_errors(at.button(key="play_reset").click().run())
     assert at.metric[0].value == "0"
     for action in [2, 3]:
         at.button(key=f"play_action_{action}").click().run()
-    assert at.session_state["play_game"]["rollout"]["frames"] == rollout["frames"]  # same seed, same dream
+    assert at.session_state["play_game"]["points"] == points[:3]  # same seed, same dream
 
 
 @pytest.mark.parametrize("page", ["imagine.py", "attention.py", "play.py"])

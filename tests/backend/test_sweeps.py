@@ -134,8 +134,9 @@ def test_local_sweep_runs_every_game_and_seed_then_reports(make_settings: Callab
 def test_failed_run_is_retried_from_scratch_when_it_left_no_checkpoint(
     make_settings: Callable[..., Settings], tmp_path: Path,
 ) -> None:
-    # An interpreter whose first training process dies (SIGKILL) once it has written config.json, before any
-    # checkpoint, and that works after: a lost node, for real. The retry must start the run afresh.
+    # An interpreter whose first attempt dies after the run's config.json exists and before any checkpoint, and
+    # that works after: a lost node. The retry must start the run afresh. (The first attempt writes the config
+    # itself: killing a real trainer "just after config.json" raced with a fast trainer's first checkpoint.)
     marker = tmp_path / "failed-once"
     flaky = tmp_path / "flaky-python"
     flaky.write_text(f"""#!/bin/sh
@@ -143,9 +144,8 @@ if [ -e {marker} ]; then exec {sys.executable} "$@"; fi
 touch {marker}
 run=""; prev=""
 for arg in "$@"; do [ "$prev" = "--run-dir" ] && run="$arg"; prev="$arg"; done
-{sys.executable} "$@" & pid=$!
-while [ ! -e "$run/config.json" ]; do sleep 0.05; done
-kill -9 $pid; echo 'node lost' >&2; exit 3
+mkdir -p "$run" && printf '{{}}' > "$run/config.json"
+echo 'node lost' >&2; exit 3
 """)
     flaky.chmod(0o755)
     settings = make_settings(python_executable=str(flaky))

@@ -62,7 +62,10 @@ def attention_maps(agent: Agent, starts: StartCache, seed: int, spec: StartSpec,
         actions = actions[: query_step + 1]
         check_actions(actions, agent.num_actions)
     session = begin(agent, starts, spec, seed, real=False)
-    step_many(session, query_step + 1, actions)
+    try:
+        step_many(session, query_step + 1, actions)
+    finally:
+        session.close()
     q = query_attention(session, query_step, "a")
     maps = call_attention(session, query_step)  # (L, H, T, S)
     m = agent.config.dyn.tokens_per_step

@@ -136,7 +136,10 @@ class DreamSession:
             cumulative=torch.ones(1, 1, device=device), real=real_step,
             errors=None if real_step is None else StepErrors(None, None, None, _pixel_error(frame, real_step.frame)))
         session = cls(agent, seed, context, [point], start, max_steps)
-        session._env = start.env if real_step is not None else None
+        if real_step is not None:
+            session._env = start.env
+        else:
+            start.close()  # no real side: the emulator goes back to its pool now
         return session
 
     @staticmethod

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -83,3 +84,25 @@ def running_server(
             yield proc
         finally:
             stop_process_group(proc)
+
+
+@contextmanager
+def backend_server(runs_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A real backend (`uvicorn backend.main:create_app`) on a free port over `runs_dir`, on CPU; yields its URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
+    env = {"TWM_RUNS_DIR": str(runs_dir), "TWM_DEVICE": "cpu", "OMP_NUM_THREADS": "1", **(env or {})}
+    with running_server(args, f"{url}/api/health", env=env):
+        yield url
+
+
+@contextmanager
+def dashboard_server(backend_url: str) -> Iterator[str]:
+    """A real Streamlit dashboard on a free port talking to `backend_url`; yields its URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [sys.executable, "-m", "streamlit", "run", "frontend/streamlit_app.py",
+            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", url.rsplit(":", 1)[1],
+            "--browser.gatherUsageStats", "false"]
+    with running_server(args, f"{url}/_stcore/health", env={"TWM_BACKEND_URL": backend_url}, timeout=90):
+        yield url

@@ -6,7 +6,6 @@ each page go to test-artifacts/.
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import REPO_ROOT, free_port, running_server
+from helpers import REPO_ROOT, backend_server, dashboard_server
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
@@ -33,13 +32,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend_url(runs_dir: Path) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port)]
-    env = {"TWM_RUNS_DIR": str(runs_dir), "TWM_DEVICE": "cpu", "TWM_JOB_POLL_SECONDS": "0.2",
-           "OMP_NUM_THREADS": "1"}
-    with running_server(args, f"{url}/api/health", env=env):
+    with backend_server(runs_dir, {"TWM_JOB_POLL_SECONDS": "0.2"}) as url:
         try:
             yield url
         finally:  # a job still running when the test fails must not outlive it
@@ -50,12 +43,7 @@ def backend_url(runs_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def dashboard_url(backend_url: str) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "streamlit", "run", "frontend/streamlit_app.py",
-            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-            "--browser.gatherUsageStats", "false"]
-    with running_server(args, f"{url}/_stcore/health", env={"TWM_BACKEND_URL": backend_url}, timeout=90):
+    with dashboard_server(backend_url) as url:
         yield url
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from helpers import REPO_ROOT, free_port, running_server
+from helpers import REPO_ROOT, backend_server, dashboard_server
 
 pytestmark = pytest.mark.browser
 
@@ -45,23 +44,13 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory, debug_run: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def backend_url(runs_dir: Path) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port)]
-    env = {"TWM_RUNS_DIR": str(runs_dir), "TWM_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
-    with running_server(args, f"{url}/api/health", env=env):
+    with backend_server(runs_dir) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def dashboard_url(backend_url: str) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "streamlit", "run", "frontend/streamlit_app.py",
-            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-            "--browser.gatherUsageStats", "false"]
-    with running_server(args, f"{url}/_stcore/health", env={"TWM_BACKEND_URL": backend_url}, timeout=90):
+    with dashboard_server(backend_url) as url:
         yield url
 
 

@@ -118,33 +118,32 @@ class SweepManager:
         if not 0 <= max_retries <= MAX_RETRIES:
             raise InvalidJob(f"max_retries must lie in [0, {MAX_RETRIES}], got {max_retries}")
         sweep_id = uuid.uuid4().hex[:12]
-        rows = [self.jobs.prepare(game, preset, seed, steps, device, overrides)
+        jobs = [self.jobs.prepare(game, preset, seed, steps, device, overrides)
                 for game in game_list for seed in seed_list]
-        for row in rows:
-            row.update(sweep_id=sweep_id, max_retries=max_retries)
+        for job in jobs:
+            job.row.update(sweep_id=sweep_id, max_retries=max_retries)
         name = name or f"{preset}: {len(game_list)} game(s) × {len(seed_list)} seed(s)"
         record = {
             "sweep_id": sweep_id, "name": name, "preset": preset, "games": json.dumps(game_list),
-            "seeds": json.dumps(seed_list), "steps": steps, "device": rows[0]["device"],
+            "seeds": json.dumps(seed_list), "steps": steps, "device": jobs[0].row["device"],
             "overrides": json.dumps(dict(overrides or {})), "max_retries": max_retries,
             "executor": self.jobs.executor.kind, "created_at": time.time(),
         }
-        with self.jobs.db() as db:
-            db.execute(f"INSERT INTO sweeps ({', '.join(record)}) VALUES ({', '.join('?' * len(record))})",
-                       tuple(record.values()))
-        self.jobs.enqueue(rows)
+        self.jobs.store.insert_sweep(record)
+        try:
+            self.jobs.enqueue(jobs)
+        except BaseException:  # no run directory was left behind: leave no sweep either
+            self.jobs.store.delete_sweep(sweep_id)
+            raise
         return self.get(sweep_id)
 
     def list_sweeps(self) -> list[Sweep]:
         """Every sweep, newest first."""
-        with self.jobs.db() as db:
-            rows = db.execute("SELECT * FROM sweeps ORDER BY created_at DESC, seq DESC").fetchall()
-        return [self._sweep(row) for row in rows]
+        return [self._sweep(row) for row in self.jobs.store.sweeps()]
 
     def get(self, sweep_id: str) -> Sweep:
         """The sweep `sweep_id`; raises `SweepNotFound`."""
-        with self.jobs.db() as db:
-            row = db.execute("SELECT * FROM sweeps WHERE sweep_id = ?", (sweep_id,)).fetchone()
+        row = self.jobs.store.sweep(sweep_id)
         if row is None:
             raise SweepNotFound(sweep_id)
         return self._sweep(row)
@@ -155,9 +154,7 @@ class SweepManager:
         live = [job for job in sweep.jobs if job.state not in ENDED_STATES]
         if not live:
             raise JobConflict(f"sweep {sweep_id} already ended ({sweep.state}): nothing to cancel")
-        with self.jobs.db() as db:
-            db.execute("UPDATE sweeps SET cancel_requested_at = ? WHERE sweep_id = ? AND cancel_requested_at IS NULL",
-                       (time.time(), sweep_id))
+        self.jobs.store.request_sweep_cancel(sweep_id)
         for job in live:
             try:
                 self.jobs.cancel(job.job_id)

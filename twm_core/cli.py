@@ -2,6 +2,7 @@
 
     twm describe --preset atari100k --game Pong [--json]
     twm train --game Pong --preset debug --seed 0 [--steps N] [--device auto] [--set key=value ...]
+    twm train --run-dir checkpoints/<run_id>       (its config.json; resumed from the latest checkpoint)
     twm train --resume checkpoints/<run_id>
     twm eval checkpoints/<run_id> [--episodes 100] [--checkpoint latest]
     twm sweep --games Pong,Boxing --seeds 0-4 --preset atari100k [--executor local|ray] [--out report.md]
@@ -92,8 +93,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from twm_core.launch import attempt_leftovers, open_trainer, prepare_run
     from twm_core.run_dir import RunDir, new_run_id
-    from twm_core.trainer import Trainer
 
     bar = tqdm(unit="step", dynamic_ncols=True, disable=args.no_progress)
 
@@ -103,18 +104,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_description(phase)
         bar.refresh()
 
-    if args.resume:
-        run_dir = RunDir(args.resume)
+    config_flags = {"--game": args.game, "--preset": args.preset, "--seed": args.seed, "--steps": args.steps,
+                    "--set": args.set or None}
+    given = [flag for flag, value in config_flags.items() if value is not None]
+    run_dir = RunDir(args.resume or args.run_dir) if args.resume or args.run_dir else None
+    if args.resume and run_dir is not None:  # --resume X: X must have a checkpoint
+        from twm_core.trainer import Trainer
+
         trainer = Trainer.resume(run_dir, args.device, progress)
+    elif run_dir is not None and run_dir.config_path.exists():  # the run directory's config.json decides
+        if given:
+            raise ValueError(f"{run_dir.path} already holds a run: its config.json decides, so drop {', '.join(given)}")
+        trainer = open_trainer(run_dir, args.device, progress)
     else:
-        overrides = parse_overrides(args.set)
+        overrides = parse_overrides(args.set or [])
         if args.steps is not None:
             overrides["train.total_steps"] = str(args.steps)
-        cfg = make_config(args.preset, args.game, args.seed, overrides)
-        run_dir = RunDir(args.run_dir or f"{args.runs_root}/{new_run_id(cfg.env.game, cfg.preset, cfg.seed)}")
-        if run_dir.config_path.exists():
-            raise ValueError(f"{run_dir.path} already holds a run: use --resume {run_dir.path}")
-        trainer = Trainer(cfg, run_dir, args.device, progress)
+        cfg = make_config(args.preset or "atari100k", args.game or "Pong", args.seed or 0, overrides)
+        run_dir = run_dir or RunDir(f"{args.runs_root}/{new_run_id(cfg.env.game, cfg.preset, cfg.seed)}")
+        if attempt_leftovers(run_dir):
+            raise ValueError(f"{run_dir.path} holds files of another run but no config.json: use a new --run-dir")
+        trainer = open_trainer(prepare_run(run_dir, cfg), args.device, progress)
     print(f"run directory: {run_dir.path}", file=sys.stderr)
     summary = trainer.run()
     bar.close()
@@ -185,15 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--json", action="store_true", help="machine-readable output")
     describe.set_defaults(func=cmd_describe)
 
-    train = sub.add_parser("train", help="train (or resume) a run")
-    train.add_argument("--game", default="Pong")
-    train.add_argument("--preset", default="atari100k", choices=sorted(PRESETS))
-    train.add_argument("--seed", type=int, default=0)
+    train = sub.add_parser("train", help="train (or resume) a run", description=(
+        "Train a new run from --game/--preset/--seed/--steps/--set (written to <run-dir>/config.json first), or "
+        "continue the run in --run-dir from its config.json: resumed from its latest checkpoint if it has one."))
+    train.add_argument("--game", default=None, help="Atari game or 'Catch' (default Pong)")
+    train.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default atari100k")
+    train.add_argument("--seed", type=int, default=None, help="default 0")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--steps", type=int, default=None, help="environment steps (train.total_steps)")
-    train.add_argument("--run-dir", default=None, help="run directory (default: <runs-root>/<new run id>)")
+    train.add_argument("--run-dir", default=None, help="run directory (default: <runs-root>/<new run id>); if it "
+                       "holds a config.json, that config is trained (resumed from its latest checkpoint)")
     train.add_argument("--runs-root", default="checkpoints")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    train.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="config override")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)

@@ -41,6 +41,7 @@ from typing import IO, Any
 class RunState(StrEnum):
     """`status.json` `state` values; UNKNOWN is never written, it is what a missing or unreadable state reads as."""
 
+    QUEUED = "queued"  # config.json written (`twm_core.launch.prepare_run`), no attempt has started yet
     STARTING = "starting"
     PREFILL = "prefill"
     PRETRAIN = "pretrain"
@@ -57,6 +58,8 @@ LIVE_STATES = frozenset({RunState.STARTING, RunState.PREFILL, RunState.PRETRAIN,
 """States of a run whose process should still be running (StrEnum members: `"training" in LIVE_STATES` holds)."""
 FINAL_STATES = frozenset({RunState.FINISHED, RunState.FAILED, RunState.CANCELLED})
 """States a run ends in."""
+WRITTEN_STATES = frozenset({RunState.QUEUED}) | LIVE_STATES | FINAL_STATES
+"""Every state a writer may put in status.json."""
 MAX_JSON_DEPTH = 32
 """Deeper JSON than this in a run file is damage (our writers nest 3 levels); it would also overflow recursive code."""
 
@@ -236,8 +239,8 @@ def write_status(run_dir: RunDir, **fields: Any) -> dict[str, Any]:
 
     A damaged status.json is not merged but replaced: the writer's own fields are the whole truth from then on.
     """
-    if "state" in fields and fields["state"] not in LIVE_STATES | FINAL_STATES:
-        known = sorted(map(str, LIVE_STATES | FINAL_STATES))
+    if "state" in fields and fields["state"] not in WRITTEN_STATES:
+        known = sorted(map(str, WRITTEN_STATES))
         raise ValueError(f"unknown run state {fields['state']!r}; expected one of {known}")
     current = read_run_status(run_dir)
     status = dict(current.fields) if current is not None else {}

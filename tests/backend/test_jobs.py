@@ -5,6 +5,7 @@ Each job trains 110 env steps (100 of random prefill) in about 10 s on a 2-core 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -50,7 +51,13 @@ def ended(job: dict[str, Any]) -> bool:
 
 def reporting(job: dict[str, Any]) -> bool:
     """The trainer has written status.json (its signal handlers are installed by then)."""
-    return job["state"] == "running" and job["progress"]["run_state"] is not None
+    return job["state"] == "running" and job["progress"]["run_state"] not in (None, "queued")
+
+
+def _lookup(config: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        config = config[part]
+    return config
 
 
 def test_bad_requests_are_422_and_unknown_jobs_404(make_settings: Callable[..., Settings]) -> None:
@@ -93,6 +100,13 @@ def test_job_finishes_and_limit_queues_the_next(make_settings: Callable[..., Set
         assert a["state"] == "running" and a["pid"] and a["attempt"] == 1 and a["progress"]["total_steps"] == 110
         b = client.post("/api/jobs", json=job_body(seed=1)).json()
         assert b["state"] == "queued" and b["pid"] is None and b["run_id"] != a["run_id"]
+        # A job carries its config in its run directory from the moment it is queued, not on a command line.
+        queued_run = RunDir(b["run_dir"])
+        config = json.loads(queued_run.config_path.read_text())
+        assert config["seed"] == 1 and config["train"]["total_steps"] == 110 and config["env"]["game"] == "Catch"
+        assert all(_lookup(config, key) == value for key, value in FAST.items()), config
+        assert (read_status(queued_run) or {})["state"] == "queued"
+        assert b["run_id"] in [run["run_id"] for run in client.get("/api/runs").json()["runs"]]
 
         seen: list[dict[str, Any]] = []
         a = wait_job(client, a["job_id"], ended, seen=seen)
@@ -104,6 +118,9 @@ def test_job_finishes_and_limit_queues_the_next(make_settings: Callable[..., Set
         assert steps == sorted(steps) and any(0 < s < 110 for s in steps), f"no progress reported: {steps}"
         run = RunDir(a["run_dir"])
         assert (run.path / "train.log").stat().st_size > 0 and list(run.ckpt_dir.glob("step_*.pt"))
+        command = (run.path / "train.log").read_text().splitlines()[0]
+        assert f"train --run-dir {run.path} --no-progress --device cpu" in command, command
+        assert "--set" not in command and "--game" not in command and "--resume" not in command
         assert client.get(f"/api/jobs/{b['job_id']}").json()["state"] in ("queued", "running")
 
         b = wait_job(client, b["job_id"], lambda job: job["state"] != "queued", timeout=10)
@@ -146,6 +163,7 @@ def test_cancel_checkpoints_and_resume_finishes(make_settings: Callable[..., Set
         assert load_checkpoint(latest[1])["counters"]["phase"] in ("pretrain", "train")
         assert client.post(f"/api/jobs/{job['job_id']}/cancel").status_code == 409
 
+        config = run.config_path.read_bytes()
         resumed = client.post(f"/api/jobs/{job['job_id']}/resume").json()
         assert resumed["attempt"] == 2 and resumed["state"] == "running" and resumed["run_id"] == job["run_id"]
         assert resumed["pid"] != job["pid"] and resumed["ended_at"] is None and resumed["cancel_requested_at"] is None
@@ -153,7 +171,9 @@ def test_cancel_checkpoints_and_resume_finishes(make_settings: Callable[..., Set
         assert done["state"] == "finished" and done["progress"]["step"] == 110, done
         assert done["job_id"] == job["job_id"] and done["run_id"] == job["run_id"]
         assert len(client.get("/api/jobs").json()["jobs"]) == 1
-        assert "attempt 2" in (run.path / "train.log").read_text()
+        log = (run.path / "train.log").read_text()
+        assert "attempt 2" in log and log.count(f"train --run-dir {run.path} --no-progress") == 2  # the same start
+        assert run.config_path.read_bytes() == config  # the resumed attempt read the file, and left it as it was
 
 
 def test_killed_job_fails_and_stuck_cancel_is_killed(make_settings: Callable[..., Settings]) -> None:

@@ -134,9 +134,9 @@ def test_local_sweep_runs_every_game_and_seed_then_reports(make_settings: Callab
 def test_failed_run_is_retried_from_scratch_when_it_left_no_checkpoint(
     make_settings: Callable[..., Settings], tmp_path: Path,
 ) -> None:
-    # An interpreter whose first attempt dies after the run's config.json exists and before any checkpoint, and
-    # that works after: a lost node. The retry must start the run afresh. (The first attempt writes the config
-    # itself: killing a real trainer "just after config.json" raced with a fast trainer's first checkpoint.)
+    # An interpreter whose first attempt logs a metric row and dies before any checkpoint, and that works after: a
+    # lost node. The retry must start the run afresh from the same config.json. (A fake first attempt: killing a
+    # real trainer "before its first checkpoint" raced with a fast trainer's first checkpoint.)
     marker = tmp_path / "failed-once"
     flaky = tmp_path / "flaky-python"
     flaky.write_text(f"""#!/bin/sh
@@ -144,7 +144,7 @@ if [ -e {marker} ]; then exec {sys.executable} "$@"; fi
 touch {marker}
 run=""; prev=""
 for arg in "$@"; do [ "$prev" = "--run-dir" ] && run="$arg"; prev="$arg"; done
-mkdir -p "$run" && printf '{{}}' > "$run/config.json"
+printf '{{"step": 1}}\n' >> "$run/metrics.jsonl"
 echo 'node lost' >&2; exit 3
 """)
     flaky.chmod(0o755)
@@ -158,6 +158,8 @@ echo 'node lost' >&2; exit 3
         aside = list((settings.runs_dir / ".failed").iterdir())
         assert [p.name for p in aside] == [f"{job['run_id']}-attempt1"]
         assert "node lost" in (aside[0] / "train.log").read_text()
+        run = settings.runs_dir / job["run_id"]
+        assert (aside[0] / "config.json").read_bytes() == (run / "config.json").read_bytes()  # the same file
         assert [run["run_id"] for run in client.get("/api/runs").json()["runs"]] == [job["run_id"]]
 
         log = (settings.runs_dir / job["run_id"] / "train.log").read_text()

@@ -150,7 +150,7 @@ def test_ray_sweep_cancel_stops_the_training_processes(
         assert client.post(f"/api/sweeps/{sweep['sweep_id']}/cancel").status_code == 409
         assert named_actors() == []
 
-        # Resume through Ray: a new actor continues the run from its checkpoint (`twm train --resume`).
+        # Resume through Ray: a new actor continues the run from its checkpoint (`twm train --run-dir`, as the first).
         job = next(job for job in done["jobs"] if job["started_at"] is not None)
         resumed = client.post(f"/api/jobs/{job['job_id']}/resume")
         assert resumed.status_code == 200, resumed.text
@@ -158,7 +158,8 @@ def test_ray_sweep_cancel_stops_the_training_processes(
         again = wait_job_running(client, job["job_id"])
         assert named_actors() == [f"twm-{job['job_id']}-a2"]
         log = (Path(job["run_dir"]) / "train.log").read_text()
-        assert f"train --resume {job['run_dir']}" in log  # the new actor's command line, logged by the worker
+        # the new actor's command line, logged by the worker: the same as the first attempt's
+        assert log.count(f"train --run-dir {job['run_dir']} --no-progress") == 2, log
         assert again["progress"]["step"] >= job["progress"]["step"]  # continued, not restarted
         assert client.post(f"/api/jobs/{job['job_id']}/cancel").status_code == 200
         final = wait_sweep(client, sweep["sweep_id"], sweep_ended)

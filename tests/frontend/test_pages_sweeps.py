@@ -59,7 +59,8 @@ def wait_sweep(url: str, sweep_id: str, until: Callable[[dict[str, Any]], bool],
 
 def trainer_reported(sweep: dict[str, Any]) -> bool:
     """A running job's trainer wrote its status (its SIGTERM handler is in place), or every job has ended."""
-    return (any(job["state"] == "running" and job["progress"]["run_state"] is not None for job in sweep["jobs"])
+    return (any(job["state"] == "running" and job["progress"]["run_state"] not in (None, "queued")
+                for job in sweep["jobs"])
             or all(job["state"] in ENDED for job in sweep["jobs"]))
 
 

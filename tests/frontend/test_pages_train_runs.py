@@ -187,7 +187,8 @@ def test_train_form_starts_a_job_that_can_be_cancelled_and_resumed(page_app: Pag
     assert at.selectbox(key="job_pick").value == job["job_id"]
 
     # Cancel once the trainer reports (its SIGTERM handler is installed), then resume from its checkpoint.
-    wait_job(dashboard_env, job["job_id"], lambda j: j["progress"]["run_state"] is not None or j["state"] != "running")
+    wait_job(dashboard_env, job["job_id"],
+             lambda j: j["progress"]["run_state"] not in (None, "queued") or j["state"] != "running")
     ran_clean(at.button(key="cancel_job").click().run())
     assert f"Cancel requested for job `{job['job_id']}`" in texts(at.success)
     ended = wait_job(dashboard_env, job["job_id"], lambda j: j["state"] in ("finished", "failed", "cancelled"))

@@ -14,6 +14,7 @@ import torch
 from fastapi.testclient import TestClient
 from helpers import FAST_TRAIN
 
+import backend.job_requests
 import backend.jobs
 from backend.main import create_app
 from backend.settings import Settings
@@ -36,7 +37,7 @@ def body(**changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def ram_8gib(monkeypatch: pytest.MonkeyPatch) -> None:
     """The machine the defaults promise to serve: 8 GiB of RAM, whatever this one has."""
-    monkeypatch.setattr(backend.jobs, "_total_ram", lambda: 8 * GIB)
+    monkeypatch.setattr(backend.job_requests, "_total_ram", lambda: 8 * GIB)
 
 
 @pytest.mark.parametrize(("overrides", "fields"), [
@@ -77,31 +78,31 @@ def test_paper_preset_is_accepted_on_8_gib(tmp_path: Path, ram_8gib: None) -> No
 
 
 def test_memory_over_the_fraction_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend.jobs, "_total_ram", lambda: 4 * GIB)  # the paper's run wants ~4.6 GiB
+    monkeypatch.setattr(backend.job_requests, "_total_ram", lambda: 4 * GIB)  # the paper's run wants ~4.6 GiB
     with TestClient(create_app(make_settings(tmp_path))) as client:
         response = client.post("/api/jobs", json=body(game="Pong", preset="atari100k"))
         assert response.status_code == 422, response.text
         assert "RAM" in response.json()["detail"] and "'atari100k'" in response.json()["detail"]
     # Unchecked when the fraction is unset.
     jobs = backend.jobs.JobManager(make_settings(tmp_path, job_memory_fraction=None))
-    assert jobs.prepare("Pong", "atari100k", 0, device="cpu")["preset"] == "atari100k"
+    assert jobs.prepare("Pong", "atari100k", 0, device="cpu").row["preset"] == "atari100k"
 
 
 def test_cuda_job_puts_the_model_on_the_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ram_8gib: None) -> None:
     """A CUDA job: the replay buffer counts against RAM, the model side against the GPU (faked here)."""
     jobs = backend.jobs.JobManager(make_settings(tmp_path))
-    monkeypatch.setattr(backend.jobs, "_device_memory", lambda device: ("cuda:0", 2 * GIB))
+    monkeypatch.setattr(backend.job_requests, "_device_memory", lambda device: ("cuda:0", 2 * GIB))
     with pytest.raises(backend.jobs.InvalidJob, match="cuda:0"):
         jobs.prepare("Pong", "atari100k", 0, device="cpu")
-    monkeypatch.setattr(backend.jobs, "_device_memory", lambda device: ("cuda:0", 8 * GIB))
-    monkeypatch.setattr(backend.jobs, "_total_ram", lambda: 1 * GIB)  # the replay's 410 MB fits in 0.8 GiB
-    assert jobs.prepare("Pong", "atari100k", 0, device="cpu")["preset"] == "atari100k"
+    monkeypatch.setattr(backend.job_requests, "_device_memory", lambda device: ("cuda:0", 8 * GIB))
+    monkeypatch.setattr(backend.job_requests, "_total_ram", lambda: 1 * GIB)  # the replay's 410 MB fits in 0.8 GiB
+    assert jobs.prepare("Pong", "atari100k", 0, device="cpu").row["preset"] == "atari100k"
 
 
 def test_defaults_allow_the_debug_jobs_of_the_test_suite(tmp_path: Path) -> None:
     jobs = backend.jobs.JobManager(make_settings(tmp_path))
     for preset, game in (("debug", "Catch"), ("catch", "Catch"), ("debug", "Pong")):
-        assert jobs.prepare(game, preset, 0, steps=110, device="cpu", overrides=FAST_TRAIN)["preset"] == preset
+        assert jobs.prepare(game, preset, 0, steps=110, device="cpu", overrides=FAST_TRAIN).row["preset"] == preset
 
 
 def test_paper_estimate_is_sane() -> None:

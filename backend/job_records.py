@@ -1,0 +1,78 @@
+"""What a job is, as the API and the sweeps see it: its states, its record, and the live progress of its run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from typing import Any
+
+from twm_core.run_dir import RunDir, read_run_status
+
+JOB_STATES = ("queued", "running", "finished", "failed", "cancelled")
+ENDED_STATES = frozenset({"finished", "failed", "cancelled"})
+
+
+class JobNotFound(KeyError):
+    """No job has this id."""
+
+
+class JobConflict(RuntimeError):
+    """The job's state does not allow the operation (cancel an ended job, resume a finished one)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the run stands, from its status.json (`step` of `total_steps` env steps)."""
+
+    step: int
+    total_steps: int
+    fraction: float
+    phase: str | None
+    run_state: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job record plus the live progress of its run."""
+
+    job_id: str
+    run_id: str
+    run_dir: str
+    state: str
+    attempt: int
+    game: str
+    preset: str
+    seed: int
+    device: str
+    steps: int | None
+    overrides: dict[str, Any]
+    pid: int | None
+    exit_code: int | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    cancel_requested_at: float | None
+    executor: str | None
+    sweep_id: str | None
+    retries: int
+    max_retries: int
+    progress: Progress
+
+
+def to_job(row: sqlite3.Row) -> Job:
+    status = safe_status(RunDir(row["run_dir"]))
+    total = int(status.get("total_steps") or row["total_steps"])
+    step = int(status.get("step") or 0)
+    progress = Progress(step=step, total_steps=total, fraction=min(1.0, step / total) if total else 0.0,
+                        phase=status.get("phase"), run_state=status.get("state"))
+    columns = {f.name: row[f.name] for f in fields(Job) if f.name not in ("overrides", "progress")}
+    return Job(**columns, overrides=json.loads(row["overrides"]), progress=progress)
+
+
+def safe_status(run: RunDir) -> dict[str, Any]:
+    """status.json's fields as written, type-checked (a bad field or file reads as absent): never raises, so one
+    damaged run cannot break the job or sweep listings."""
+    status = read_run_status(run)
+    return status.fields if status is not None else {}

@@ -87,13 +87,22 @@ def running_server(
 
 
 @contextmanager
-def backend_server(runs_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """A real backend (`uvicorn backend.main:create_app`) on a free port over `runs_dir`, on CPU; yields its URL."""
+def backend_process(runs_dir: Path, env: Mapping[str, str] | None = None,
+                    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real backend (`uvicorn backend.main:create_app`) on a free port over `runs_dir`, on CPU; yields its URL
+    and its process."""
     url = f"http://127.0.0.1:{free_port()}"
     args = [sys.executable, "-m", "uvicorn", "backend.main:create_app", "--factory",
             "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
     env = {"TWM_RUNS_DIR": str(runs_dir), "TWM_DEVICE": "cpu", "OMP_NUM_THREADS": "1", **(env or {})}
-    with running_server(args, f"{url}/api/health", env=env):
+    with running_server(args, f"{url}/api/health", env=env) as proc:
+        yield url, proc
+
+
+@contextmanager
+def backend_server(runs_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """`backend_process`, yielding only the URL."""
+    with backend_process(runs_dir, env) as (url, _):
         yield url
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from twm_core import faults
 from twm_core.run_dir import RunDir, atomic_write, describe_error
 
 FORMAT_VERSION = 1
@@ -79,6 +80,7 @@ def save_checkpoint(run_dir: RunDir, step: int, payload: Mapping[str, Any]) -> P
     path = checkpoint_path(run_dir, step)
     with atomic_write(path) as f:
         torch.save(data, f)
+        faults.reached("checkpoint.before_rename")
     return path
 
 

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from twm_core import faults
+
 _CHUNK_RE = re.compile(r"^chunk_(\d{9})_(\d{9})\.npz$")
 
 
@@ -351,6 +353,7 @@ class ReplayBuffer:
             np.savez_compressed(f, **{k: v.cpu().numpy() for k, v in arrays.items()})
             f.flush()
             os.fsync(f.fileno())
+        faults.reached("replay.chunk_before_rename")
         os.replace(tmp, directory / name)
         dir_fd = os.open(directory, os.O_RDONLY)
         try:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from twm_core import checkpoint as ckpt
-from twm_core import pretrain
+from twm_core import faults, pretrain
 from twm_core.ac_training import ActorCriticOptimizers, actor_critic_update
 from twm_core.acting import PolicyRunner
 from twm_core.config import TWMConfig
@@ -317,6 +317,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         """Replay chunks first (append-only), then the checkpoint that refers to them (atomic)."""
         self.replay.flush(self.run_dir.replay_dir)
+        faults.reached("checkpoint.after_replay")
         payload = {
             "config": self.cfg.to_dict(), "num_actions": self.num_actions,
             "world_model": self.wm.state_dict(), "actor_critic": self.ac.state_dict(),

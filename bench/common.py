@@ -171,6 +171,9 @@ def format_table(rows: dict[str, dict[str, Any]]) -> str:
 
 # ------------------------------------------------------------------------------------------------------ machine
 def cpu_model() -> str:
+    """The CPU's model name (the `model name` line of Linux /proc/cpuinfo; `platform.processor()` elsewhere)."""
+    # A small reader on purpose: psutil (our process library) has no CPU model name, and py-cpuinfo would be a new
+    # dependency for this one string.
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -4,7 +4,7 @@ Replay: a real `ReplayBuffer` of `--replay-size` steps (default: the preset's ca
 filled with random 64×64 frames through `reset_obs`/`add` (generated in chunks, so no second copy of the frames is
 held), then `--repeats` world-model batches are sampled (`replay.sample(N, ℓ)`, as the trainer does). Measured:
 `replay_bytes` (MB) and `bytes_per_step` of the buffer's storage (`ReplayBuffer.nbytes`), the process's
-`rss_before` the buffer existed, `rss` after filling and sampling (MB, /proc/self/statm) and `peak_rss` (MB,
+`rss_before` the buffer existed, `rss` after filling and sampling (MB, psutil) and `peak_rss` (MB,
 getrusage ru_maxrss), and `sample` (ms per batch).
 
 GPU: with a CUDA device, `gpu_train_step` is `torch.cuda.max_memory_allocated` (MB) over one training step of
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from bench.common import Report, build_models, make_parser, num_actions, setup, start_sampler, timed, to_ms
@@ -35,12 +36,8 @@ MB = 2**20
 
 
 def current_rss() -> float:
-    """Resident set size now, in bytes (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
-    except OSError:
-        return 0.0
+    """Resident set size now, in bytes."""
+    return float(psutil.Process().memory_info().rss)
 
 
 def peak_rss() -> float:

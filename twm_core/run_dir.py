@@ -37,6 +37,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 
 class RunState(StrEnum):
     """`status.json` `state` values; UNKNOWN is never written, it is what a missing or unreadable state reads as."""
@@ -255,20 +257,12 @@ def pid_alive(pid: int) -> bool:
     if pid <= 0:  # os.kill(0, ...) and negative pids address process groups
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        # A zombie may fail with ZombieProcess (a NoSuchProcess) or report its state: both mean it has exited.
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:  # also a pid out of the platform's range
         return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return not Path("/proc/self/stat").exists()  # with procfs, a missing entry means it has just exited
-    except OSError:
-        return True
-    # Format: "pid (comm) S ..."; comm may hold spaces or ')', so the state follows the LAST ')'.
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X")
+    except psutil.AccessDenied:
+        return True  # exists, owned by another user whose process table entries we may not read
 
 
 def status_is_stale(status: dict[str, Any] | None) -> bool:

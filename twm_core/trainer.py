@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
+import psutil
 import torch
 
 from twm_core import checkpoint as ckpt
@@ -370,11 +371,8 @@ def _size(path: os.PathLike) -> int:
 
 
 def _rss_mb() -> float:
+    """Resident set size of this process, in MiB (NaN where the platform will not say)."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return math.nan
+        return psutil.Process().memory_info().rss / 2**20
+    except psutil.Error:
+        return math.nan

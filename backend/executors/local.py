@@ -2,7 +2,7 @@
 
 Each attempt runs in its own process group (`start_new_session=True`), so a signal reaches the trainer and anything
 it spawned, and a backend restart or Ctrl-C leaves it running: a new backend reattaches through the pid, checking
-`/proc/<pid>/cmdline` so that a reused pid is not mistaken for the job.
+the process's argv (psutil) so that a reused pid is not mistaken for the job.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import subprocess
 import sys
 import time
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
+
+import psutil
 
 from backend.executors.base import Attempt, ExecutorError, Launch, Outcome, Started
 from backend.settings import Settings
@@ -97,10 +98,10 @@ class LocalExecutor:
         if not isinstance(pid, int) or not pid_alive(pid):
             return False
         try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except FileNotFoundError:
-            return not Path("/proc/self").exists()
-        except OSError:
+            argv = psutil.Process(pid).cmdline()
+        except psutil.NoSuchProcess:  # exited (or became a zombie) since pid_alive looked
+            return False
+        except psutil.AccessDenied:
             return True  # cannot tell: trust pid_alive
         return "twm_core.cli" in argv and "train" in argv and attempt.run_dir in argv
 

@@ -5,32 +5,35 @@ share one entry. Loads go through `twm_core.agent.load_agent` (`weights_only=Tru
 finite weights, eval mode on the settings' device).
 
 Threads: model work runs in the inspect pool (`backend.pool`), several requests at once: the agents are read-only
-and every dream session draws from its own generators, so there is no global model lock. One lock guards the
-cache; a per-key lock makes concurrent requests for one checkpoint load it once; and loads in flight count against
-`max_loaded_models`, so a burst of requests for many checkpoints never holds more models than the limit (a load
-waits until a slot is free). Each entry also keeps the agent's `StartCache` (env starts and idle emulators).
+and every dream session draws from its own generators, so there is no global model lock. One lock (a condition)
+guards the cache and the loads in flight. A load in flight is a `Future` that every concurrent request for the
+same checkpoint waits on, so one checkpoint is loaded once and its waiters get that model (or that load's error)
+even if it is evicted before they wake. Loads in flight count against `max_loaded_models` next to the loaded
+models, so a burst of requests for many checkpoints never holds more models than the limit: a new load first
+evicts the least recently used model, and waits for a load to end when every slot is a load. Each entry also keeps
+the agent's `StartCache` (env starts and idle emulators).
+
+Which runs and checkpoints exist is `backend.runs.resolve_run` (the run-id rule of `twm_core.run_dir`) and
+`twm_core.checkpoint`, as for every other endpoint, so a run is found here exactly when `GET /api/runs/{id}` finds it.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backend.runs import resolve_run
 from backend.settings import Settings
-from twm_core.run_dir import RunDir, valid_run_id
+from twm_core.run_dir import RunDir, RunNotFoundError
 
 if TYPE_CHECKING:  # torch and the models load on the first model request, not with the app
     from twm_core.agent import Agent
     from twm_core.dream import StartCache
 
-_STEP_RE = re.compile(r"^step_(\d+)\.pt$")
-
-
-class RunNotFoundError(LookupError):
-    """No run directory of that id under the runs directory."""
+__all__ = ["ModelRegistry", "RunNotFoundError"]
 
 
 class ModelRegistry:
@@ -41,60 +44,64 @@ class ModelRegistry:
         self.capacity = max(1, settings.max_loaded_models)
         self._cache: OrderedDict[tuple[str, int], Agent] = OrderedDict()
         self._starts: dict[tuple[str, int], StartCache] = {}
-        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._loading: dict[tuple[str, int], Future[Agent]] = {}
         self._lock = threading.Condition()
 
     def run_dir(self, run_id: str) -> RunDir:
-        """The run directory of `run_id`; RunNotFoundError if it is not a directory directly under runs_dir."""
-        if not valid_run_id(run_id):
-            raise RunNotFoundError(f"invalid run id {run_id[:80]!r}")
-        run = RunDir(self.settings.runs_dir / run_id)
-        if not run.exists():
-            raise RunNotFoundError(f"no run {run_id!r}")
-        return run
+        """The run directory of `run_id` (`backend.runs.resolve_run`); RunNotFoundError when there is no such run."""
+        return resolve_run(self.settings.runs_dir, run_id)
 
     def resolve(self, run_id: str, checkpoint: int | str = "latest") -> tuple[RunDir, int, Path]:
         """(run dir, step, path) of a checkpoint; raises RunNotFoundError or CheckpointNotFoundError."""
-        from twm_core.checkpoint import resolve_checkpoint
+        from twm_core.checkpoint import CheckpointNotFoundError, list_checkpoints, resolve_checkpoint
 
         run = self.run_dir(run_id)
         path = resolve_checkpoint(run, checkpoint)
-        match = _STEP_RE.match(path.name)
-        assert match is not None, path  # resolve_checkpoint only returns step_*.pt files
-        return run, int(match.group(1)), path
+        steps = {found: step for step, found in list_checkpoints(run)}
+        if path not in steps:  # pruned between the two directory scans
+            raise CheckpointNotFoundError(f"run {run.run_id} has no checkpoint {path.name} any more")
+        return run, steps[path], path
 
     def get(self, run_id: str, checkpoint: int | str = "latest") -> Agent:
         """The agent of a run's checkpoint ('latest' or a step), loading it on a miss (and evicting the LRU)."""
         run, step, path = self.resolve(run_id, checkpoint)
-        key = (run_id, step)
+        key, loads = (run.run_id, step), False
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            key_lock = self._loading.get(key)
-            if key_lock is None:
-                # a new load takes a slot: evict the least recently used models, or wait for other loads to end
-                while len(self._cache) + len(self._loading) >= self.capacity:
-                    if self._cache:
-                        evicted, _ = self._cache.popitem(last=False)
-                        self._starts.pop(evicted, None)
-                    else:
-                        self._lock.wait()
-                key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:  # requests for the same checkpoint wait here for one load
-            with self._lock:
+            while True:  # each pass re-reads the state: a wait for a slot lets other requests in
                 if key in self._cache:
                     self._cache.move_to_end(key)
                     return self._cache[key]
-            try:
-                model = self._load(run, step, path)
-                with self._lock:
-                    self._cache[key] = model
-            finally:
-                with self._lock:
-                    self._loading.pop(key, None)
-                    self._lock.notify_all()
-            return model
+                pending = self._loading.get(key)
+                if pending is not None:
+                    break
+                if len(self._cache) + len(self._loading) < self.capacity:  # a slot: this request loads
+                    pending, loads = Future(), True
+                    self._loading[key] = pending
+                    break
+                if self._cache:
+                    evicted, _ = self._cache.popitem(last=False)  # least recently used
+                    self._starts.pop(evicted, None)
+                else:
+                    self._lock.wait()  # every slot is a load in flight
+        if not loads:
+            return pending.result()  # the checkpoint is being loaded: share that load (or its error)
+        try:
+            model = self._load(run, step, path)
+        except BaseException as exc:
+            self._finish(key, None)
+            pending.set_exception(exc)
+            raise
+        self._finish(key, model)
+        pending.set_result(model)
+        return model
+
+    def _finish(self, key: tuple[str, int], model: Agent | None) -> None:
+        """End the load of `key`: cache its model (None: it failed) and wake the loads waiting for a slot."""
+        with self._lock:
+            if model is not None:
+                self._cache[key] = model
+            del self._loading[key]
+            self._lock.notify_all()
 
     def starts(self, agent: Agent) -> StartCache:
         """The start cache of a loaded agent (made on first use)."""

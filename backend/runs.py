@@ -10,7 +10,7 @@ No FastAPI here: the router (`backend.routers.runs`) maps `RunNotFoundError` to 
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
@@ -29,24 +29,25 @@ from backend.schemas.runs import (
     ScoresSummary,
 )
 from twm_core.metrics import downsample
-from twm_core.run_dir import RunDir, RunNotFoundError, RunStatus, is_inside, list_runs
+from twm_core.run_dir import RUN_ID_MAX_LENGTH, RunDir, RunNotFoundError, RunStatus, is_inside, list_runs, valid_run_id
 from twm_core.run_reader import RunReader
 
 __all__ = ["RunNotFoundError", "resolve_run", "list_run_summaries", "run_summary", "run_detail", "checkpoint_infos",
            "query_metrics", "query_scores", "follow_run", "parse_keys"]
 
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # one plain path component, never '.' or '..'
 _RESERVED = ("step", "time")
 
 
 # ------------------------------------------------------------------------------------------------ files
 def resolve_run(runs_dir: Path, run_id: str) -> RunDir:
-    """The run `run_id` directly under `runs_dir`; anything else (traversal, absent, no config.json, a symlink out
-    of the runs directory) is not found. The message names the run, never the server's paths."""
-    if not _RUN_ID_RE.match(run_id) or ".." in run_id:
-        raise RunNotFoundError(f"no run {run_id!r}: a run id is one directory name of [A-Za-z0-9._-]")
+    """The run `run_id` directly under `runs_dir`; anything else (not a run id by `twm_core.run_dir.valid_run_id`,
+    absent, no config.json, a symlink out of the runs directory) is not found. The message names the run (an excerpt
+    of an id that is not one), never the server's paths."""
+    if not valid_run_id(run_id):
+        raise RunNotFoundError(f"no run {run_id[:80]!r}{'…' if len(run_id) > 80 else ''}: a run id is one directory "
+                               f"name of up to {RUN_ID_MAX_LENGTH} characters [A-Za-z0-9._-], not starting with . - _")
     run = RunDir(runs_dir / run_id)
-    if not (run.path.is_dir() and is_inside(run.path, runs_dir) and _lexists(run.config_path)):
+    if not (run.path.is_dir() and is_inside(run.path, runs_dir) and os.path.lexists(run.config_path)):
         raise RunNotFoundError(f"no run {run_id!r}")
     return run
 
@@ -174,7 +175,7 @@ async def follow_run(run: RunDir, after_step: int | None = None,
     last_status: dict[str, Any] | None = None
     while True:
         reader = RunReader(run)
-        if not await anyio.to_thread.run_sync(_lexists, run.config_path):
+        if not await anyio.to_thread.run_sync(os.path.lexists, run.config_path):
             yield "end", {"state": "deleted", "stale": False, "last_step": last_step}
             return
         status: RunStatus | None = await anyio.to_thread.run_sync(reader.status)
@@ -197,13 +198,5 @@ async def follow_run(run: RunDir, after_step: int | None = None,
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _lexists(path: Path) -> bool:
-    try:
-        path.lstat()
-    except OSError:
-        return False
-    return True
-
-
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None

@@ -176,7 +176,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
     if not results:
         raise ValueError(f"no usable runs: none of the {len(skipped)} run(s) or path(s) given has a final evaluation")
-    report = build_report(results, reps=args.reps, seed=args.seed)
+    report = build_report(results, reps=args.reps, seed=args.seed, skipped=skipped)
     print(report_markdown(report), end="")
     if args.out:
         print(f"report written to {write_report(report, args.out)}", file=sys.stderr)

@@ -4,13 +4,18 @@ stratified-bootstrap confidence intervals (`twm_core.stats`).
 A run's result is the mean raw score of its final evaluation (the `final_eval` rows of scores.jsonl). The report
 compares it with the TWM paper on the same games: "TWM (paper)" from the authors' per-run scores (so it gets CIs),
 and DER, CURL, DrQ(eps), SPR, SimPLe from Table 1's per-game means (point estimates only).
+
+Runs are read through `twm_core.run_reader`, so a damaged run never breaks the report: a bad line is skipped and
+counted (the run stays in, listed under `meta.damaged`), a run whose config.json cannot be read is left out and
+listed under `meta.skipped`, each with its reason.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,16 +23,8 @@ from typing import Any
 import numpy as np
 
 from twm_core import stats
-from twm_core.metrics import read_jsonl
-from twm_core.run_dir import (
-    LIVE_STATES,
-    RunDir,
-    atomic_write,
-    read_json,
-    read_status,
-    status_is_stale,
-    write_json_atomic,
-)
+from twm_core.run_dir import RunDir, RunState, atomic_write, describe_error, list_runs, write_json_atomic
+from twm_core.run_reader import RunReader
 
 OURS = "ours"
 TWM_PAPER = "TWM (paper)"
@@ -51,6 +48,8 @@ class RunResult:
     score: float
     """Mean raw score over the final-evaluation episodes."""
     episodes: int
+    damaged: str | None = None
+    """What was wrong in the run's files although the result could be read (bad lines skipped), else None."""
 
 
 @dataclass(frozen=True)
@@ -74,38 +73,59 @@ def human_normalized(score: float, ref: Mapping[str, Any]) -> float:
 
 # ----------------------------------------------------------------------------------------------- reading runs
 def read_run_result(run_dir: Path | RunDir) -> RunResult | str:
-    """The run's final-evaluation result, or the reason it has none (a one-line string)."""
+    """The run's final-evaluation result, or the reason it has none (a one-line string); never raises.
+
+    Files are read tolerantly (`twm_core.run_reader`): bad lines are skipped and counted, and the result of a run
+    read despite them carries the damage in `damaged`; a config.json that cannot be read leaves the run out.
+    """
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    reader = RunReader(run)
+    try:
+        result = _final_result(reader)
+    except OSError as exc:  # the directory itself (not a file in it) cannot be read
+        return f"unreadable run directory: {describe_error(exc)}"
+    damage = reader.damaged
+    if isinstance(result, RunResult):
+        return replace(result, damaged=_printable(damage)) if damage else result
+    return _printable(f"{result} ({damage})" if damage and not result.startswith("damaged") else result)
+
+
+def _final_result(reader: RunReader) -> RunResult | str:
+    run = reader.run
     if not run.exists():
         return "not a directory"
-    try:
-        cfg = read_json(run.config_path)
-        status = read_status(run) or {}
-    except ValueError as e:
-        return f"unreadable run file: {e}"
-    if cfg is None:
+    if not os.path.lexists(run.config_path):
         return "no config.json (not a run directory)"
-    game, seed = cfg.get("env", {}).get("game"), cfg.get("seed")
-    if not isinstance(game, str) or not isinstance(seed, int):
+    config, identity = reader.config(), reader.identity()
+    if not config and reader.problems:
+        return f"damaged: {reader.damaged}"
+    if identity.game is None or identity.seed is None:
         return "config.json lacks env.game or seed"
-    rows = [row for row in read_jsonl(run.scores_path)[0] if row.get("kind") == "final_eval"]
+    rows = reader.scores("final_eval")
     if not rows:
-        state = status.get("state", "unknown")
-        if state in LIVE_STATES and not status_is_stale(status):
+        status = reader.status()
+        state = status.reported if status else RunState.UNKNOWN
+        if status is not None and not status.final and state is not RunState.UNKNOWN:
             return f"no final evaluation yet (run is {state})"
         return f"no final evaluation (state: {state})"
-    last_step = max(row["step"] for row in rows)
-    rows = [row for row in rows if row["step"] == last_step]
-    expected = cfg.get("train", {}).get("final_eval_episodes")
-    if isinstance(expected, int) and expected > 0:
+    last_step = max(row.step for row in rows)
+    rows = [row for row in rows if row.step == last_step]
+    train = config.get("train")
+    expected = train.get("final_eval_episodes") if isinstance(train, dict) else None
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected > 0:
         if len(rows) < expected:
             return f"final evaluation incomplete: {len(rows)} of {expected} episodes"
         # A crash between writing the rows and the checkpoint repeats the evaluation on resume: keep the last set.
         rows = rows[-expected:]
-    scores = [row.get("score") for row in rows]
-    if not all(isinstance(s, int | float) for s in scores):
+    scores = [row.score for row in rows]
+    if any(score is None for score in scores):
         return "final evaluation has a non-finite score"
-    return RunResult(run.run_id, game, seed, float(np.mean(scores)), len(scores))
+    return RunResult(_printable(run.run_id), identity.game, identity.seed, float(np.mean(scores)), len(scores))
+
+
+def _printable(text: str) -> str:
+    """`text` as valid Unicode: a directory name that is not UTF-8 keeps its bytes as `\\udcxx` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def collect_run_result(run_dir: Path | RunDir) -> RunResult | None:
@@ -116,17 +136,22 @@ def collect_run_result(run_dir: Path | RunDir) -> RunResult | None:
 
 def expand_run_dirs(paths: Iterable[Path | str]) -> tuple[list[Path], list[SkippedRun]]:
     """Run directories among `paths`: a path holding config.json is a run, any other directory is searched one
-    level down for runs. Duplicates are dropped; paths with no run are returned as skipped."""
+    level down for runs (`list_runs`: a damaged config.json still makes a run, to be skipped with its reason).
+    Duplicates are dropped; paths with no run are returned as skipped."""
     found: dict[Path, None] = {}  # ordered set
     skipped: list[SkippedRun] = []
     for path in map(Path, paths):
-        if RunDir(path).config_path.is_file():
-            found.setdefault(path.resolve())
+        try:
+            if os.path.lexists(RunDir(path).config_path):
+                found.setdefault(path.resolve())
+                continue
+            if not path.is_dir():
+                skipped.append(SkippedRun(path, "not a directory"))
+                continue
+            children = sorted(run.path for run in list_runs(path))
+        except OSError as exc:  # e.g. a directory we may not list
+            skipped.append(SkippedRun(path, f"unreadable: {describe_error(exc)}"))
             continue
-        if not path.is_dir():
-            skipped.append(SkippedRun(path, "not a directory"))
-            continue
-        children = sorted(child for child in path.iterdir() if RunDir(child).config_path.is_file())
         if not children:
             skipped.append(SkippedRun(path, "no run directories (no config.json here or one level down)"))
         for child in children:
@@ -205,9 +230,10 @@ def _game_entry(game: str, runs: list[RunResult], ref: Mapping[str, Any] | None)
 
 
 def build_report(results: Sequence[RunResult], reference: Reference | None = None, reps: int = 2000, seed: int = 0,
-                 confidence: float = 0.95) -> dict[str, Any]:
+                 confidence: float = 0.95, skipped: Sequence[SkippedRun] = ()) -> dict[str, Any]:
     """A JSON-serialisable report: games, aggregates (ours and the paper's methods, on our games that have
-    reference scores), performance profiles, and meta. `reps=0` leaves every CI null."""
+    reference scores), performance profiles, and meta (with `skipped`: the runs left out, and `damaged`: the runs
+    in it whose files had bad lines, each as {run_id, reason}). `reps=0` leaves every CI null."""
     if not results:
         raise ValueError("no run results to report")
     if reps < 0:
@@ -234,7 +260,10 @@ def build_report(results: Sequence[RunResult], reference: Reference | None = Non
     return {"games": games, "aggregates": aggregates, "profile": profile, "meta": {
         "num_runs": len(results), "num_games": len(games),
         "games_missing": sorted(set(reference) - set(by_game)), "reps": reps, "confidence": confidence,
-        "seed": seed, "note": _note(common, excluded, reps, confidence)}}
+        "seed": seed, "note": _note(common, excluded, reps, confidence),
+        "skipped": [{"run_id": _printable(s.path.name or str(s.path)), "reason": _printable(s.reason)}
+                    for s in skipped],
+        "damaged": [{"run_id": r.run_id, "reason": r.damaged} for r in results if r.damaged]}}
 
 
 def _note(common: list[str], excluded: list[str], reps: int, confidence: float) -> str:
@@ -289,6 +318,9 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         lines.append("")
     lines.append(f"{meta['num_runs']} run(s), {meta['num_games']} game(s); "
                  f"{len(meta['games_missing'])} Atari 100k game(s) not run. {meta['note']}")
+    for key, title in (("skipped", "Runs left out"), ("damaged", "Runs read despite damage (bad lines skipped)")):
+        if meta.get(key):
+            lines += ["", f"{title}:", *(f"- {entry['run_id']}: {entry['reason']}" for entry in meta[key])]
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from backend.main import create_app
 from backend.settings import Settings
 from twm_core.metrics import read_jsonl
-from twm_core.run_dir import RunDir, write_status
+from twm_core.run_dir import RUN_ID_MAX_LENGTH, RunDir, valid_run_id, write_status
 
 Event = tuple[str, Any]
 RESERVED = ("step", "time")
@@ -239,6 +239,53 @@ def test_unknown_runs_and_path_traversal_are_404(debug_run: Path, tmp_path: Path
                 assert "detail" in response.json()
                 assert "config" not in response.text and "rows" not in response.text
         assert client.get("/api/runs/inside").status_code == 200
+
+
+def test_every_id_of_the_one_run_id_rule_is_served_alike(debug_run: Path, runs_root: Path) -> None:
+    """An id `twm_core.run_dir.valid_run_id` accepts names a run for every endpoint (the runs API once capped ids
+    at 200 characters and refused `..` inside one, while the model endpoints took them); one it refuses is 404."""
+    long_id, dotted = "r" * RUN_ID_MAX_LENGTH, "a..b"
+    assert valid_run_id(long_id) and valid_run_id(dotted) and not valid_run_id(long_id + "r")
+    shutil.copytree(debug_run, runs_root / long_id)
+    copy_run(debug_run, runs_root / dotted)
+    with TestClient(create_app(Settings(runs_dir=runs_root, device="cpu"))) as client:
+        assert {r["run_id"] for r in client.get("/api/runs").json()["runs"]} == {long_id, dotted}
+        for run_id in (long_id, dotted):
+            for suffix in ("", "/metrics", "/scores", "/checkpoints"):
+                assert client.get(f"/api/runs/{run_id}{suffix}").status_code == 200, (run_id[:8], suffix)
+            report = client.get("/api/report", params={"runs": run_id, "reps": 100})
+            assert report.status_code == 200 and report.json()["games"][0]["runs"][0]["run_id"] == run_id
+        imagined = client.post(f"/api/runs/{long_id}/imagine", json={"horizon": 2})
+        assert imagined.status_code == 200 and imagined.json()["run_id"] == long_id
+        no_checkpoints = client.post(f"/api/runs/{dotted}/imagine", json={"horizon": 2})  # found: it has no ckpt/
+        assert no_checkpoints.status_code == 404 and "no checkpoints" in no_checkpoints.json()["detail"]
+        (runs_root / (long_id[:-1] + "x")).mkdir()  # a directory without config.json is no run, for any endpoint
+        for response in (client.get(f"/api/runs/{long_id[:-1]}x"), client.get(f"/api/runs/{long_id}r"),
+                         client.post(f"/api/runs/{long_id[:-1]}x/imagine", json={}),
+                         client.post(f"/api/runs/{long_id}r/imagine", json={})):
+            assert response.status_code == 404 and len(response.json()["detail"]) < 400
+
+
+def test_the_report_endpoint_survives_damaged_runs(debug_run: Path, runs_root: Path) -> None:
+    for name in ("good", "bad-config", "bad-scores"):
+        copy_run(debug_run, runs_root / name)
+    (runs_root / "bad-config" / "config.json").write_bytes(b'{"env": {"game": "\xff"}}')
+    with (runs_root / "bad-scores" / "scores.jsonl").open("ab") as f:
+        f.write(b'garbage\n\xfe\xff\n{"kind": "final_eval", "score": 1}\n')
+    with TestClient(create_app(Settings(runs_dir=runs_root))) as client:
+        healthy = client.get("/api/report", params={"runs": "good", "reps": 100}).json()
+        response = client.get("/api/report", params={"runs": "good,bad-config,bad-scores", "reps": 100})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["meta"]["skipped"] == [
+        {"run_id": "bad-config", "reason": "damaged: bad-config/config.json: not valid UTF-8 (byte 18)"}]
+    assert report["meta"]["damaged"] == [
+        {"run_id": "bad-scores", "reason": "bad-scores/scores.jsonl: 3 unreadable lines skipped"}]
+    [pong] = report["games"]
+    assert [(r["run_id"], r["score"]) for r in pong["runs"]] == [
+        ("bad-scores", healthy["games"][0]["runs"][0]["score"]), *[(r["run_id"], r["score"]) for r in
+                                                                  healthy["games"][0]["runs"]]]
+    assert str(runs_root) not in response.text
 
 
 # ------------------------------------------------------------------------------------------------ events

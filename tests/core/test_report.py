@@ -174,3 +174,110 @@ def test_cli_report_without_usable_runs_exits_2(runs_root, tmp_path):
     assert proc.returncode == 2
     assert "no usable runs" in proc.stderr and "not a directory" in proc.stderr
     assert proc.stdout == ""
+
+
+# ------------------------------------------------------------------------------------------------ damaged runs
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as f:
+        f.write(data)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.unlink()
+    path.write_bytes(data)
+
+
+def _replace_with_dir(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+GARBAGE_LINES = b'not json\n\xff\xfe invalid utf-8\n[1, 2]\n{"kind": "final_eval", "score": 1.0}\n{"step": "x"}\n'
+# name -> (how the run "bad" (Pong seed 3, final scores [-5, 5]) is damaged, in the report?, expected reason)
+DAMAGE = {
+    "config not utf-8": (lambda r: _write(r / "config.json", b'{"seed": 3, "env": {"game": "Pong\xff"}}'), False,
+                         "damaged: bad/config.json: not valid UTF-8 (byte 33)"),
+    "config garbage": (lambda r: _write(r / "config.json", b"{oops"), False, "damaged: bad/config.json: "),
+    "config a list": (lambda r: _write(r / "config.json", b"[1, 2]"), False,
+                      "damaged: bad/config.json: expected a JSON object, got list"),
+    "config a directory": (lambda r: _replace_with_dir(r / "config.json"), False,
+                           "damaged: bad/config.json: is a directory, not a file"),
+    "config env not an object": (lambda r: _write(r / "config.json", b'{"seed": 3, "env": "Pong"}'), False,
+                                 "lacks env.game or seed (bad/config.json: env is str, expected an object)"),
+    "scores garbage lines": (lambda r: _append(r / "scores.jsonl", GARBAGE_LINES), True,
+                             "bad/scores.jsonl: 5 unreadable lines skipped"),
+    "scores torn tail": (lambda r: _append(r / "scores.jsonl", b'{"step": 400, "kind": "final_ev'), True, None),
+    "scores NaN score": (lambda r: _append(r / "scores.jsonl", b'{"step": 500, "kind": "final_eval", "score": NaN}\n'
+                                           b'{"step": 500, "kind": "final_eval", "score": 1}\n'), False,
+                         "final evaluation has a non-finite score (bad/scores.jsonl: non-finite numbers"),
+    "scores all garbage": (lambda r: _write(r / "scores.jsonl", GARBAGE_LINES), False,
+                           "no final evaluation (state: finished) (bad/scores.jsonl: 5 unreadable lines skipped)"),
+    "scores a directory": (lambda r: _replace_with_dir(r / "scores.jsonl"), False,
+                           "no final evaluation (state: finished) (bad/scores.jsonl: is a directory, not a file)"),
+    "scores a symlink out": (lambda r: (r / "scores.jsonl").unlink() or (r / "scores.jsonl").symlink_to("/etc/passwd"),
+                             False, "bad/scores.jsonl: a symlink out of the run directory (not followed)"),
+    "metrics garbage": (lambda r: (r / "metrics.jsonl").write_bytes(GARBAGE_LINES), True, None),
+    "status garbage": (lambda r: _write(r / "status.json", b"\xff{"), True, None),  # a result needs no status
+}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_run_never_breaks_the_report(runs_root: Path, tmp_path: Path, kind: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    healthy_results, healthy_skipped = collect_runs([runs_root])
+    healthy = build_report(healthy_results, reps=200, skipped=healthy_skipped)
+    damage, included, reason = DAMAGE[kind]
+    damage(make_run(runs_root, "bad", "Pong", 3, [-5.0, 5.0]))
+
+    results, skipped = collect_runs([runs_root])
+    report = build_report(results, reps=200, skipped=skipped)
+    json.dumps(report, allow_nan=False)
+    meta = report["meta"]
+    assert [s["run_id"] for s in meta["skipped"]] == sorted(["pong-s2-training", *([] if included else ["bad"])])
+    named = {entry["run_id"]: entry["reason"] for entry in meta["skipped"] + meta["damaged"]}
+    if reason is None:
+        assert "bad" not in named
+    else:
+        assert reason in named["bad"] and str(tmp_path) not in named["bad"]  # files named by run, not server path
+        assert f"- bad: {named['bad']}" in report_markdown(report)
+    games = {g["game"]: g for g in report["games"]}
+    if included:  # the damaged run's readable rows count; every other number is as without it
+        pong = games.pop("Pong")
+        assert [(r["run_id"], r["score"]) for r in pong["runs"]] == [("pong-s0", 15.0), ("pong-s1", 0.0),
+                                                                    ("bad", 0.0)]
+        assert report["games"][:2] == healthy["games"][:2]  # Breakout, Catch
+    else:  # left out: the report is the healthy runs' report, number for number
+        assert report["games"] == healthy["games"] and report["aggregates"] == healthy["aggregates"]
+        assert report["profile"] == healthy["profile"]
+    # `twm report` prints the same report; the damaged run's reason goes to stderr when it is left out
+    assert main(["report", str(runs_root), "--reps", "200", "--out", str(tmp_path / "r.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "| Breakout | 2 | 19.0 |" in out
+    assert (f"skipped {runs_root.resolve() / 'bad'}: " in err) is not included
+    assert json.loads((tmp_path / "r.json").read_text())["games"] == report["games"]
+
+
+def test_reports_of_healthy_runs_list_nothing_damaged(runs_root: Path) -> None:
+    results, skipped = collect_runs([runs_root])
+    assert all(r.damaged is None for r in results)
+    meta = build_report(results, reps=0, skipped=skipped)["meta"]
+    assert meta["damaged"] == [] and meta["skipped"] == [
+        {"run_id": "pong-s2-training", "reason": "no final evaluation yet (run is training)"}]
+    assert build_report(results, reps=0)["meta"]["skipped"] == []
+
+
+def test_unreadable_runs_and_paths_are_reasons_not_errors(tmp_path: Path) -> None:
+    dangling = RunDir(tmp_path / "dangling").create()
+    dangling.config_path.symlink_to(dangling.path / "nowhere.json")  # still a run: listed as damaged, never dropped
+    (tmp_path / "not-utf8-\udcff").mkdir()
+    make_run(tmp_path / "not-utf8-\udcff", "pong-\udcfe", "Pong", 0, [1.0, 3.0])
+    make_run(tmp_path, "no-status", "Pong", 0, None)
+    RunDir(tmp_path / "no-status").status_path.write_bytes(b'{"state": ["training"], "pid": "x"}')
+    results, skipped = collect_runs([tmp_path / "dangling", tmp_path / "not-utf8-\udcff", tmp_path / "no-status",
+                                     tmp_path / "a-file.txt"])
+    assert [(r.run_id, r.score) for r in results] == [("pong-\\udcfe", 2.0)]
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert reasons["dangling"] == "damaged: dangling/config.json: a dangling symlink"
+    assert reasons["a-file.txt"] == "not a directory"
+    assert reasons["no-status"].startswith("no final evaluation (state: unknown) (no-status/status.json: ")
+    report_markdown(build_report(results, reps=0, skipped=skipped)).encode("utf-8")  # printable, strictly

@@ -47,7 +47,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from backend.jobs import JobManager
     from backend.settings import Settings
     from backend.sweeps import SweepManager
-    from twm_core.cli import parse_overrides
+    from twm_core.config import parse_assignments
     from twm_core.report import report_format
 
     if args.report_out:
@@ -58,7 +58,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     settings = Settings(**{key: value for key, value in given.items() if value is not None})
     jobs = JobManager(settings)
     sweeps = SweepManager(jobs)
-    sweep = sweeps.submit(args.games, args.seeds, args.preset, args.steps, args.device, parse_overrides(args.set),
+    sweep = sweeps.submit(args.games, args.seeds, args.preset, args.steps, args.device, parse_assignments(args.set),
                           args.max_retries, args.name)
     out = sys.stdout
     print(f"sweep {sweep.sweep_id}: {len(sweep.jobs)} runs ({len(sweep.games)} games × {len(sweep.seeds)} seeds), "

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from twm_core.ac_training import ActorCriticOptimizers
-from twm_core.config import PRESETS, TWMConfig, make_config
+from twm_core.config import PRESETS, TWMConfig, make_config, parse_assignments
 from twm_core.envs import make_env, transform_reward
 from twm_core.models.actor_critic import ActorCritic
 from twm_core.replay import ReplayBuffer
@@ -59,8 +59,8 @@ def make_parser(name: str, description: str | None, repeats: int = 5, warmup: in
     parser.add_argument("--repeats", type=int, default=repeats, help="timed repetitions (samples)")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed repetitions first")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, e.g. dyn.num_layers=4 (repeatable)")
+    parser.add_argument("--set", "--override", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted config override, e.g. dyn.num_layers=4 (repeatable; the grammar of twm --set)")
     parser.add_argument("--json", type=Path, default=None, help="write the record (machine, config, samples) here")
     return parser
 
@@ -74,11 +74,13 @@ def add_replay_options(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """`KEY=VALUE` strings as plain string pairs (environment variables); config overrides go through
+    `twm_core.config.parse_assignments`, the grammar of `twm --set`."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--override wants KEY=VALUE, got {item!r}")
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
         overrides[key.strip()] = value.strip()
     return overrides
 
@@ -98,7 +100,7 @@ def setup(args: argparse.Namespace) -> Context:
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         raise SystemExit("--repeats and --threads must be >= 1, --warmup >= 0")
     torch.set_num_threads(args.threads)
-    cfg = make_config(args.preset, args.game, args.seed, parse_overrides(args.override))
+    cfg = make_config(args.preset, args.game, args.seed, parse_assignments(args.set))
     device = resolve_device(args.device)
     generator = seed_everything(cfg.seed, cfg.deterministic)
     return Context(args, cfg, device, generator)

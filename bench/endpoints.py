@@ -7,7 +7,7 @@ it, a tiny run is trained first in a temporary directory: game Catch, the debug 
 pretrain budget 2000, no evaluation, a checkpoint at step 100 (a few seconds on a CPU).
 
 `imagine_first` is the first request alone (it loads the checkpoint into the registry); `imagine` and `attention`
-are the warm requests. `--preset`, `--game` and `--override` only shape the tiny run (debug only); a given run uses
+are the warm requests. `--preset`, `--game` and `--set` only shape the tiny run (debug only); a given run uses
 its own config.
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import Context, Report, make_parser, parse_overrides, repeat, setup, timed, to_ms
-from twm_core.config import make_config
+from bench.common import Context, Report, make_parser, repeat, setup, timed, to_ms
+from twm_core.config import make_config, parse_assignments
 from twm_core.run_dir import RunDir, read_json
 from twm_core.trainer import Trainer
 
@@ -29,7 +29,7 @@ TINY_RUN_OVERRIDES = {"train.total_steps": 130, "replay.prefill": 100, "train.pr
 
 def make_tiny_run(ctx: Context, runs_dir: Path) -> RunDir:
     """A finished debug-preset run of `--game` (default Catch) with checkpoints, made by the real trainer."""
-    overrides = {**TINY_RUN_OVERRIDES, **parse_overrides(ctx.args.override)}
+    overrides = {**TINY_RUN_OVERRIDES, **parse_assignments(ctx.args.set)}
     cfg = make_config("debug", ctx.args.game, ctx.cfg.seed, overrides)
     run_dir = RunDir(runs_dir / f"bench-{ctx.args.game.lower()}-debug")
     Trainer(cfg, run_dir, str(ctx.device)).run()

@@ -19,18 +19,7 @@ import sys
 from importlib.metadata import entry_points
 from typing import Any
 
-from twm_core.config import PRESETS, ConfigError, TWMConfig, make_config
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    """`["dyn.num_layers=2", ...]` -> `{"dyn.num_layers": "2"}`."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
+from twm_core.config import PRESETS, ConfigError, TWMConfig, make_config, parse_assignments
 
 
 def count_parameters(cfg: TWMConfig, num_actions: int) -> dict[str, int]:
@@ -70,7 +59,7 @@ def _num_actions(game: str) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    cfg = make_config(args.preset, args.game, args.seed, parse_overrides(args.set))
+    cfg = make_config(args.preset, args.game, args.seed, parse_assignments(args.set))
     num_actions = _num_actions(cfg.env.game)
     counts = count_parameters(cfg, num_actions)
     if args.json:
@@ -117,9 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"{run_dir.path} already holds a run: its config.json decides, so drop {', '.join(given)}")
         trainer = open_trainer(run_dir, args.device, progress)
     else:
-        overrides = parse_overrides(args.set or [])
+        overrides = parse_assignments(args.set or [])
         if args.steps is not None:
-            overrides["train.total_steps"] = str(args.steps)
+            overrides["train.total_steps"] = args.steps
         cfg = make_config(args.preset or "atari100k", args.game or "Pong", args.seed or 0, overrides)
         run_dir = run_dir or RunDir(f"{args.runs_root}/{new_run_id(cfg.env.game, cfg.preset, cfg.seed)}")
         if attempt_leftovers(run_dir):

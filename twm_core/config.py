@@ -1,20 +1,31 @@
 """Typed, frozen configuration for every TWM component, with presets.
 
-The `atari100k()` preset is the method exactly as the authors ran it: every value cites the line of
-`jrobine/twm/twm/config.py` (through `shared/reference/method.md`, "§2.x") it reproduces. `REFERENCE` below is
-the one place in the code where those numbers live; the preset is built from it and the tests check it against
-method.md value by value.
+The defaults ARE the paper's method as the authors ran it: each default of a method field cites the line of
+`jrobine/twm/twm/config.py` (through `shared/reference/method.md`, "§2.x") it reproduces, and this is the only
+place those numbers live. `atari100k()` is the defaults; `debug()` and `catch()` change sizes and schedules only.
+tests/core/test_config.py checks the defaults against method.md value by value.
 
-Configs round-trip through `to_dict()` / `from_dict()` (plain JSON types only), and every impossible value raises
-`ConfigError` naming the field (`dyn.num_heads must be > 0, got -1`).
+One mechanism reads configs from anywhere: `TWMConfig.from_dict` (files, checkpoints, HTTP) and
+`TWMConfig.with_overrides` (dotted keys from the CLI, `bench`, the backend's job requests) both validate through
+pydantic (a `TypeAdapter` over these dataclasses: types, unknown keys, lax coercion of strings such as `"3"`,
+`"false"`, `"inf"` or `"512,512"`), and then each section's own `__post_init__` checks ranges. Every error is a
+`ConfigError` naming the field (`dyn.num_heads must be > 0, got -1`, `unknown config key: dyn.nope`).
+`parse_assignments` is the one `KEY=VALUE` grammar (`twm --set`, `twm sweep --set`, `bench --set`, the dashboard's
+override form): VALUE is JSON when it parses as JSON, else a string. `config_schema()` is the JSON schema (with
+each field's docstring) the backend serves at `GET /api/config/schema`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 
 class ConfigError(ValueError):
@@ -44,128 +55,48 @@ def _positive_dims(obj: Any, section: str, *names: str) -> None:
         _check(all(d > 0 for d in dims), f"{section}.{name}", "must contain only sizes > 0", dims)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The reference hyperparameters, in one place (method.md §2; jrobine/twm twm/config.py).
-# ---------------------------------------------------------------------------------------------------------------------
-REFERENCE: dict[str, dict[str, Any]] = {
-    "env": {
-        "frame_size": 64,  # §2.2 env_frame_size
-        "frame_skip": 4,  # §2.2 env_frame_skip (AtariPreprocessing, max-pools the last 2 frames)
-        "frame_stack": 4,  # §2.2 env_frame_stack
-        "grayscale": True,  # §2.2 env_grayscale
-        "noop_max": 30,  # §2.2 env_noop_max (training env only; eval uses 0)
-        "time_limit": 27000,  # §2.2 env_time_limit, in agent steps (108k frames)
-        "episodic_lives": True,  # §2.2 env_episodic_lives
-        "reward_transform": "tanh",  # §2.2 env_reward_transform
-        "sticky_action_prob": 0.0,  # §2.2 sticky actions: none
-        "discount_factor": 0.99,  # §2.2 env_discount_factor [γ]
-        "discount_lambda": 0.95,  # §2.2 env_discount_lambda [λ]
-    },
-    "replay": {
-        "capacity": 100_000,  # §2.1 buffer_capacity (= total env steps)
-        "temperature": 20.0,  # §2.1 buffer_temperature [τ]
-        "prefill": 5000,  # §2.1 buffer_prefill
-    },
-    "obs": {
-        "z_categoricals": 32,  # §2.3
-        "z_categories": 32,  # §2.3
-        "channels": 48,  # §2.3 obs_channels (base width h)
-        "mlp_dims": (512, 512),  # §4.1 encoder MLP 1536→512→512→1024
-        "dropout": 0.0,  # §2.3 obs_dropout
-        "decoder_init": "torch_default",  # quirk (nets.py:97): init_ skips ConvTranspose2d, see ObsModelConfig
-        "lr": 1e-4,  # §2.3 obs_lr
-        "weight_decay": 1e-6,  # §2.3 obs_wd
-        "eps": 1e-5,  # §2.3 obs_eps
-        "grad_clip": 100.0,  # §2.3 obs_grad_clip
-        "decoder_coef": 1.0,  # §2.3 obs_decoder_coef
-        "entropy_coef": 5.0,  # §2.3 obs_entropy_coef [α1]
-        "entropy_threshold": 0.1,  # §2.3 obs_entropy_threshold
-        "consistency_coef": 0.01,  # §2.3 obs_consistency_coef [α2]
-    },
-    "dyn": {
-        "embed_dim": 256,  # §2.4 dyn_embed_dim
-        "num_heads": 4,  # §2.4 dyn_num_heads
-        "head_dim": 64,  # §2.4 dyn_head_dim
-        "num_layers": 10,  # §2.4 dyn_num_layers
-        "feedforward_dim": 1024,  # §2.4 dyn_feedforward_dim
-        "z_dims": (512, 512, 512, 512),  # §2.4 dyn_z_dims
-        "reward_dims": (256, 256, 256, 256),  # §2.4 dyn_reward_dims
-        "discount_dims": (256, 256, 256, 256),  # §2.4 dyn_discount_dims
-        "input_rewards": True,  # §2.4 dyn_input_rewards (tokens z, a, r)
-        "dropout": 0.1,  # §2.4 dyn_dropout
-        "memory_length": 16,  # §2.1 wm_memory_length (time steps)
-        "attention_scale": "model_dim",  # §6.5 quirk 3: scores scaled by 1/sqrt(256), not 1/sqrt(64)
-        "lr": 1e-4,  # §2.4 dyn_lr
-        "weight_decay": 1e-6,  # §2.4 dyn_wd
-        "eps": 1e-5,  # §2.4 dyn_eps
-        "grad_clip": 100.0,  # §2.4 dyn_grad_clip
-        "z_coef": 1.0,  # §2.4 dyn_z_coef
-        "reward_coef": 10.0,  # §2.4 dyn_reward_coef [β1]
-        "discount_coef": 50.0,  # §2.4 dyn_discount_coef [β2]
-    },
-    "ac": {
-        "batch_size": 400,  # §2.5 ac_batch_size [M]
-        "horizon": 15,  # §2.5 ac_horizon [H]
-        "input_h": False,  # §2.5 ac_input_h: policy and value see z only
-        "actor_dims": (512, 512, 512, 512),  # §2.5 actor_dims
-        "critic_dims": (512, 512, 512, 512),  # §2.5 critic_dims
-        "actor_lr": 1e-4,  # §2.5 actor_lr
-        "actor_eps": 1e-5,  # §2.5 actor_eps
-        "actor_weight_decay": 1e-6,  # §2.5 actor_wd
-        "actor_grad_clip": 1.0,  # §2.5 actor_grad_clip
-        "entropy_coef": 0.01,  # §2.5 actor_entropy_coef [η]
-        "entropy_threshold": 0.1,  # §2.5 actor_entropy_threshold [Γ]
-        "critic_lr": 1e-5,  # §2.5 critic_lr
-        "critic_eps": 1e-5,  # §2.5 critic_eps
-        "critic_weight_decay": 1e-6,  # §2.5 critic_wd
-        "critic_grad_clip": 1.0,  # §2.5 critic_grad_clip
-        "critic_target_interval": 1,  # §2.5 critic_target_interval: 1 = no target critic
-        "discount_threshold": 0.1,  # §2.1 wm_discount_threshold: imagined "done" once Π ĝ < 0.1
-    },
-    "train": {
-        "total_steps": 100_000,  # §2.1 buffer_capacity: the loop runs until the buffer holds 100k steps
-        "wm_batch_size": 100,  # §2.1 wm_batch_size [N]
-        "wm_sequence_length": 16,  # §2.1 wm_sequence_length [ℓ]
-        "wm_train_steps": 1,  # §2.1 wm_train_steps
-        "budget": 1e9,  # §2.1 budget (frames-per-update units; gives 125,000 training steps)
-        "pretrain_budget": 5e7,  # §2.1 pretrain_budget
-        "pretrain_obs_p": 0.6,  # §2.1 pretrain_obs_p
-        "pretrain_dyn_p": 0.3,  # §2.1 pretrain_dyn_p
-        "pretrain_ac_p": 0.7,  # §6.5 quirk 1: AC share coded as 1 - obs_p + dyn_p = 0.7 (meant 0.1)
-        "eval_every": 5000,  # §2.1 eval_every
-        "eval_episodes": 10,  # §2.1 eval_episodes
-        "final_eval_episodes": 100,  # §2.1 final_eval_episodes
-    },
-}
+def _split_dims(value: Any) -> Any:
+    """`"512,512"` or `"(512, 512)"` (a CLI string) -> `["512", "512"]`, which pydantic then reads as ints."""
+    if isinstance(value, str):
+        return [part for part in value.replace("(", "").replace(")", "").split(",") if part.strip()]
+    return value
+
+
+Dims = Annotated[tuple[int, ...], BeforeValidator(_split_dims)]
+"""Layer sizes: a tuple of ints (a list in JSON, `512,512` on a command line)."""
+_PARSE = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+"""How pydantic reads every section: unknown keys are errors; field docstrings describe the JSON schema."""
 
 
 @dataclass(frozen=True)
 class EnvConfig:
     """The environment protocol (Atari 100k, method.md §2.2)."""
 
+    __pydantic_config__ = _PARSE
+
     game: str = "Pong"
     """Short game name (`Pong`, `MsPacman`, ...) or the built-in `Catch`."""
-    frame_size: int = 64
+    frame_size: int = 64  # §2.2 env_frame_size
     """Observations are `frame_size` × `frame_size`; the observation model is built for 64."""
-    frame_skip: int = 4
+    frame_skip: int = 4  # §2.2 env_frame_skip (AtariPreprocessing, max-pools the last 2 frames)
     """Agent steps repeat the action this many emulator frames (max-pooling the last two)."""
-    frame_stack: int = 4
+    frame_stack: int = 4  # §2.2 env_frame_stack
     """Frames stacked into one observation (the encoder's input channels)."""
-    grayscale: bool = True
+    grayscale: bool = True  # §2.2 env_grayscale
     """Grayscale observations (the only mode the replay buffer stores)."""
-    noop_max: int = 30
+    noop_max: int = 30  # §2.2 env_noop_max (training env only; eval uses 0)
     """Up to this many no-ops after each training reset; evaluation uses none."""
-    time_limit: int = 27000
+    time_limit: int = 27000  # §2.2 env_time_limit, in agent steps (108k frames)
     """Episode truncation, in agent steps."""
-    episodic_lives: bool = True
+    episodic_lives: bool = True  # §2.2 env_episodic_lives
     """During training, a lost life is a terminal transition (no reset until game over)."""
-    reward_transform: str = "tanh"
+    reward_transform: str = "tanh"  # §2.2 env_reward_transform
     """Transform of stored rewards: `tanh` or `none`. Scores always use raw rewards."""
-    sticky_action_prob: float = 0.0
+    sticky_action_prob: float = 0.0  # §2.2 sticky actions: none
     """ALE repeat_action_probability."""
-    discount_factor: float = 0.99
+    discount_factor: float = 0.99  # §2.2 env_discount_factor [γ]
     """γ: the discount target of non-terminal steps and the initial discount-head bias (a logit)."""
-    discount_lambda: float = 0.95
+    discount_lambda: float = 0.95  # §2.2 env_discount_lambda [λ]
     """λ of GAE(λ)."""
 
     def __post_init__(self) -> None:
@@ -188,11 +119,13 @@ class EnvConfig:
 class ReplayConfig:
     """Replay buffer and balanced sampling (paper Eq. 6, method.md §2.1)."""
 
-    capacity: int = 100_000
+    __pydantic_config__ = _PARSE
+
+    capacity: int = 100_000  # §2.1 buffer_capacity (= total env steps)
     """Steps the buffer can hold."""
-    temperature: float = 20.0
+    temperature: float = 20.0  # §2.1 buffer_temperature [τ]
     """τ of softmax(-visits/τ); `math.inf` gives uniform sampling (ablation)."""
-    prefill: int = 5000
+    prefill: int = 5000  # §2.1 buffer_prefill
     """Random-policy steps before any training."""
 
     def __post_init__(self) -> None:
@@ -204,33 +137,35 @@ class ReplayConfig:
 class ObsModelConfig:
     """Observation model φ: CNN encoder, 32×32 categorical latents, transposed-CNN decoder (method.md §4.1)."""
 
-    z_categoricals: int = 32
+    __pydantic_config__ = _PARSE
+
+    z_categoricals: int = 32  # §2.3
     """Number of categorical variables in z."""
-    z_categories: int = 32
+    z_categories: int = 32  # §2.3
     """Classes per categorical variable."""
-    channels: int = 48
+    channels: int = 48  # §2.3 obs_channels (base width h)
     """Base width h of the CNNs: encoder h, 2h, 4h, 8h; decoder 16h → 4h, 2h, h."""
-    mlp_dims: tuple[int, ...] = (512, 512)
+    mlp_dims: Dims = (512, 512)  # §4.1 encoder MLP 1536→512→512→1024
     """Hidden sizes of the encoder MLP between the CNN features and the z logits."""
-    dropout: float = 0.0
+    dropout: float = 0.0  # §2.3 obs_dropout
     """Dropout in the encoder MLP and the decoder's first layer."""
-    decoder_init: str = "torch_default"
+    decoder_init: str = "torch_default"  # quirk (nets.py:97): init_ skips ConvTranspose2d, see ObsModelConfig
     """Init of the decoder's transposed convolutions. Quirk found in the reference code: its `init_` only touches
     `nn.Linear` and `nn.Conv2d`, and `ConvTranspose2d` is neither, so those layers keep PyTorch's default init and the
     intended final bias of 0.5 is never applied ('torch_default', what produced the published numbers).
     'kaiming' applies what method.md §4.1 describes: kaiming-uniform with the ReLU gain, linear gain on the last
     layer, final bias 0.5."""
-    lr: float = 1e-4
-    weight_decay: float = 1e-6
+    lr: float = 1e-4  # §2.3 obs_lr
+    weight_decay: float = 1e-6  # §2.3 obs_wd
     """Plain L2 inside Adam (not AdamW), as in the reference."""
-    eps: float = 1e-5
-    grad_clip: float = 100.0
-    decoder_coef: float = 1.0
-    entropy_coef: float = 5.0
+    eps: float = 1e-5  # §2.3 obs_eps
+    grad_clip: float = 100.0  # §2.3 obs_grad_clip
+    decoder_coef: float = 1.0  # §2.3 obs_decoder_coef
+    entropy_coef: float = 5.0  # §2.3 obs_entropy_coef [α1]
     """α1: weight of the hinge on the normalised latent entropy."""
-    entropy_threshold: float = 0.1
+    entropy_threshold: float = 0.1  # §2.3 obs_entropy_threshold
     """Hinge threshold on the normalised entropy; >= 1 turns the hinge into plain entropy maximisation."""
-    consistency_coef: float = 0.01
+    consistency_coef: float = 0.01  # §2.3 obs_consistency_coef [α2]
     """α2: weight of H(q_enc, p_dyn) on the encoder."""
 
     @property
@@ -252,31 +187,33 @@ class ObsModelConfig:
 class DynamicsConfig:
     """Dynamics model ψ: Transformer-XL over z, a, r tokens with MLP heads (method.md §4.2-4.3)."""
 
-    embed_dim: int = 256
-    num_heads: int = 4
-    head_dim: int = 64
-    num_layers: int = 10
-    feedforward_dim: int = 1024
-    z_dims: tuple[int, ...] = (512, 512, 512, 512)
+    __pydantic_config__ = _PARSE
+
+    embed_dim: int = 256  # §2.4 dyn_embed_dim
+    num_heads: int = 4  # §2.4 dyn_num_heads
+    head_dim: int = 64  # §2.4 dyn_head_dim
+    num_layers: int = 10  # §2.4 dyn_num_layers
+    feedforward_dim: int = 1024  # §2.4 dyn_feedforward_dim
+    z_dims: Dims = (512, 512, 512, 512)  # §2.4 dyn_z_dims
     """Hidden sizes of the next-latent head."""
-    reward_dims: tuple[int, ...] = (256, 256, 256, 256)
-    discount_dims: tuple[int, ...] = (256, 256, 256, 256)
-    input_rewards: bool = True
+    reward_dims: Dims = (256, 256, 256, 256)  # §2.4 dyn_reward_dims
+    discount_dims: Dims = (256, 256, 256, 256)  # §2.4 dyn_discount_dims
+    input_rewards: bool = True  # §2.4 dyn_input_rewards (tokens z, a, r)
     """Feed rewards as tokens (z, a, r per step); False is the paper's 'no reward input' ablation (z, a)."""
-    dropout: float = 0.1
-    memory_length: int = 16
+    dropout: float = 0.1  # §2.4 dyn_dropout
+    memory_length: int = 16  # §2.1 wm_memory_length (time steps)
     """History in time steps: the attention window and the incremental path's memory (×tokens per step + 2)."""
-    attention_scale: str = "model_dim"
+    attention_scale: str = "model_dim"  # §6.5 quirk 3: scores scaled by 1/sqrt(256), not 1/sqrt(64)
     """Quirk (method.md §6.5.3): the reference scales scores by 1/sqrt(embed_dim) ('model_dim'), an effective
     softmax temperature of 2 for 4 heads of 64. 'head_dim' gives the textbook 1/sqrt(head_dim)."""
-    lr: float = 1e-4
-    weight_decay: float = 1e-6
-    eps: float = 1e-5
-    grad_clip: float = 100.0
-    z_coef: float = 1.0
-    reward_coef: float = 10.0
+    lr: float = 1e-4  # §2.4 dyn_lr
+    weight_decay: float = 1e-6  # §2.4 dyn_wd
+    eps: float = 1e-5  # §2.4 dyn_eps
+    grad_clip: float = 100.0  # §2.4 dyn_grad_clip
+    z_coef: float = 1.0  # §2.4 dyn_z_coef
+    reward_coef: float = 10.0  # §2.4 dyn_reward_coef [β1]
     """β1."""
-    discount_coef: float = 50.0
+    discount_coef: float = 50.0  # §2.4 dyn_discount_coef [β2]
     """β2."""
     z_loss_as_published: bool = False
     """Train ψ as the authors' published code does, not as the paper says (method.md §5.1 and §6.5 bug 7;
@@ -306,29 +243,31 @@ class DynamicsConfig:
 class ActorCriticConfig:
     """Actor-critic θ trained in imagination (method.md §2.5, §5.2)."""
 
-    batch_size: int = 400
+    __pydantic_config__ = _PARSE
+
+    batch_size: int = 400  # §2.5 ac_batch_size [M]
     """M: imagined trajectories per update."""
-    horizon: int = 15
+    horizon: int = 15  # §2.5 ac_horizon [H]
     """H: imagined steps per trajectory."""
-    input_h: bool = False
+    input_h: bool = False  # §2.5 ac_input_h: policy and value see z only
     """Policy and value on [z, h] instead of z (paper §3.3 ablation; the reference uses z only)."""
-    actor_dims: tuple[int, ...] = (512, 512, 512, 512)
-    critic_dims: tuple[int, ...] = (512, 512, 512, 512)
-    actor_lr: float = 1e-4
-    actor_eps: float = 1e-5
-    actor_weight_decay: float = 1e-6
-    actor_grad_clip: float = 1.0
-    entropy_coef: float = 0.01
+    actor_dims: Dims = (512, 512, 512, 512)  # §2.5 actor_dims
+    critic_dims: Dims = (512, 512, 512, 512)  # §2.5 critic_dims
+    actor_lr: float = 1e-4  # §2.5 actor_lr
+    actor_eps: float = 1e-5  # §2.5 actor_eps
+    actor_weight_decay: float = 1e-6  # §2.5 actor_wd
+    actor_grad_clip: float = 1.0  # §2.5 actor_grad_clip
+    entropy_coef: float = 0.01  # §2.5 actor_entropy_coef [η]
     """η of the thresholded entropy loss (paper Eq. 5)."""
-    entropy_threshold: float = 0.1
+    entropy_threshold: float = 0.1  # §2.5 actor_entropy_threshold [Γ]
     """Γ: the normalised policy entropy below which the penalty acts."""
-    critic_lr: float = 1e-5
-    critic_eps: float = 1e-5
-    critic_weight_decay: float = 1e-6
-    critic_grad_clip: float = 1.0
-    critic_target_interval: int = 1
+    critic_lr: float = 1e-5  # §2.5 critic_lr
+    critic_eps: float = 1e-5  # §2.5 critic_eps
+    critic_weight_decay: float = 1e-6  # §2.5 critic_wd
+    critic_grad_clip: float = 1.0  # §2.5 critic_grad_clip
+    critic_target_interval: int = 1  # §2.5 critic_target_interval: 1 = no target critic
     """1: no target critic. N > 1: a hard copy every N updates (not an EMA)."""
-    discount_threshold: float = 0.1
+    discount_threshold: float = 0.1  # §2.1 wm_discount_threshold: imagined "done" once Π ĝ < 0.1
     """An imagined trajectory ends once its cumulative predicted discount falls below this."""
 
     def __post_init__(self) -> None:
@@ -345,24 +284,26 @@ class ActorCriticConfig:
 class TrainConfig:
     """The schedule of paper Algorithm 1 as implemented (method.md §3)."""
 
-    total_steps: int = 100_000
+    __pydantic_config__ = _PARSE
+
+    total_steps: int = 100_000  # §2.1 buffer_capacity: the loop runs until the buffer holds 100k steps
     """Environment steps of the whole run (prefill included)."""
-    wm_batch_size: int = 100
+    wm_batch_size: int = 100  # §2.1 wm_batch_size [N]
     """N: sequences per world-model batch."""
-    wm_sequence_length: int = 16
+    wm_sequence_length: int = 16  # §2.1 wm_sequence_length [ℓ]
     """ℓ: steps per sequence (plus one context step and the next observation)."""
-    wm_train_steps: int = 1
-    budget: float = 1e9
+    wm_train_steps: int = 1  # §2.1 wm_train_steps
+    budget: float = 1e9  # §2.1 budget (frames-per-update units; gives 125,000 training steps)
     """Total sample budget; training steps = (budget - pretrain_budget) / (N·ℓ·wm_train_steps + M·H)."""
-    pretrain_budget: float = 5e7
-    pretrain_obs_p: float = 0.6
-    pretrain_dyn_p: float = 0.3
-    pretrain_ac_p: float = 0.7
+    pretrain_budget: float = 5e7  # §2.1 pretrain_budget
+    pretrain_obs_p: float = 0.6  # §2.1 pretrain_obs_p
+    pretrain_dyn_p: float = 0.3  # §2.1 pretrain_dyn_p
+    pretrain_ac_p: float = 0.7  # §6.5 quirk 1: AC share coded as 1 - obs_p + dyn_p = 0.7 (meant 0.1)
     """Quirk (method.md §6.5.1): the reference's actor-critic pretraining share is 1 - obs_p + dyn_p = 0.7,
     probably meant as 1 - (obs_p + dyn_p) = 0.1. 0.7 produced the published numbers."""
-    eval_every: int = 5000
-    eval_episodes: int = 10
-    final_eval_episodes: int = 100
+    eval_every: int = 5000  # §2.1 eval_every
+    eval_episodes: int = 10  # §2.1 eval_episodes
+    final_eval_episodes: int = 100  # §2.1 final_eval_episodes
     log_every: int = 20
     """Env steps between metric rows (the reference logs every 20)."""
     checkpoint_every: int = 5000
@@ -397,6 +338,8 @@ class TrainConfig:
 class TWMConfig:
     """Everything a run needs; saved as `run_dir/config.json`."""
 
+    __pydantic_config__ = _PARSE
+
     env: EnvConfig = field(default_factory=EnvConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     obs: ObsModelConfig = field(default_factory=ObsModelConfig)
@@ -422,45 +365,31 @@ class TWMConfig:
         return _to_plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TWMConfig:
-        """Inverse of `to_dict`; unknown keys raise `ConfigError`."""
-        kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            value = data[f.name]
-            if f.name in _SECTIONS:
-                value = _section_from_dict(f.name, value)
-            kwargs[f.name] = value
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown config keys: {sorted(unknown)}")
-        return cls(**kwargs)
+    def from_dict(cls, data: Any) -> TWMConfig:
+        """Inverse of `to_dict`, and the reader of every config file and request: validated by pydantic, then by
+        the sections' own checks; any problem is a `ConfigError` naming the field. Missing fields take defaults."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a mapping, got {_excerpt(data)}")
+        try:
+            return _adapter().validate_python(data)
+        except ValidationError as e:
+            raise _config_error(e) from None
 
     def with_overrides(self, overrides: dict[str, Any]) -> TWMConfig:
-        """A copy with dotted keys replaced, e.g. `{"dyn.num_layers": 2, "seed": 3}`; values may be strings."""
+        """A copy with dotted keys replaced, e.g. `{"dyn.num_layers": 2, "seed": 3}`; values may be strings
+        (`"3"`, `"false"`, `"inf"`, `"512,512"`), read as the field's type."""
         data = self.to_dict()
         for key, value in overrides.items():
-            parts = key.split(".")
+            *path, name = key.split(".")
             target = data
-            for part in parts[:-1]:
+            for part in path:
                 if not isinstance(target.get(part), dict):
                     raise ConfigError(f"unknown config key: {key}")
                 target = target[part]
-            if parts[-1] not in target:
+            if name not in target:
                 raise ConfigError(f"unknown config key: {key}")
-            target[parts[-1]] = _coerce(key, value, target[parts[-1]])
+            target[name] = value
         return TWMConfig.from_dict(data)
-
-
-_SECTIONS: dict[str, type] = {
-    "env": EnvConfig,
-    "replay": ReplayConfig,
-    "obs": ObsModelConfig,
-    "dyn": DynamicsConfig,
-    "ac": ActorCriticConfig,
-    "train": TrainConfig,
-}
 
 
 def _to_plain(value: Any) -> Any:
@@ -473,70 +402,57 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _section_from_dict(name: str, data: Any) -> Any:
-    cls = _SECTIONS[name]
-    if not isinstance(data, dict):
-        raise ConfigError(f"{name} must be a mapping, got {data!r}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ConfigError(f"unknown config keys in {name}: {sorted(unknown)}")
-    kwargs = {}
-    for key, value in data.items():
-        default = getattr(cls(), key) if key in known else None
-        kwargs[key] = _coerce(f"{name}.{key}", value, default)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # pragma: no cover - defensive
-        raise ConfigError(f"{name}: {e}") from e
+@cache
+def _adapter() -> TypeAdapter[TWMConfig]:
+    return TypeAdapter(TWMConfig)
 
 
-def _coerce(name: str, value: Any, like: Any) -> Any:
-    """Convert `value` (possibly a CLI string) to the type of the default `like`."""
-    try:
-        if isinstance(like, bool):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if isinstance(like, int) and not isinstance(like, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if isinstance(like, float):
-            return float(value)  # float("inf") parses 'inf'
-        if isinstance(like, tuple):
-            if isinstance(value, str):
-                value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
-            return tuple(int(v) for v in value)
-        if isinstance(like, str):
-            if not isinstance(value, str):
-                raise ValueError(value)
-            return value
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name} has the wrong type: {value!r}") from e
-    return value
+def _excerpt(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _config_error(error: ValidationError) -> ConfigError:
+    """pydantic's errors as one `ConfigError`, each naming its field (`dyn.num_layers`)."""
+    messages = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "value_error":  # a section's own check: its message names the field already
+            messages.append(str(item.get("ctx", {}).get("error", item["msg"])))
+        elif item["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            messages.append(f"unknown config key: {name}")
+        else:
+            messages.append(f"{name} has the wrong type: {_excerpt(item.get('input'))} ({item['msg']})")
+    return ConfigError("; ".join(messages))
+
+
+def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
+    """The one `KEY=VALUE` grammar of every command line (`twm ... --set`, `bench --set`): VALUE is JSON when it
+    parses as JSON (`3`, `1e5`, `false`, `[512, 512]`, `"Pong"`), else the plain string (`Pong`, `inf`, `512,512`);
+    `TWMConfig.with_overrides` then reads it as the field's type."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text.strip()
+    return out
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON schema of `TWMConfig` (types, defaults: the paper's values, each field's docstring as description)."""
+    return _adapter().json_schema()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Presets
 # ---------------------------------------------------------------------------------------------------------------------
 def atari100k(game: str = "Pong", seed: int = 0) -> TWMConfig:
-    """The paper's method with the reference hyperparameters, exactly (method.md §2)."""
-    r = REFERENCE
-    return TWMConfig(
-        env=EnvConfig(game=game, **r["env"]),
-        replay=ReplayConfig(**r["replay"]),
-        obs=ObsModelConfig(**r["obs"]),
-        dyn=DynamicsConfig(**r["dyn"]),
-        ac=ActorCriticConfig(**r["ac"]),
-        train=TrainConfig(**r["train"]),
-        preset="atari100k",
-        seed=seed,
-    )
+    """The paper's method with the reference hyperparameters, exactly (method.md §2): the defaults."""
+    return TWMConfig(env=EnvConfig(game=game), preset="atari100k", seed=seed)
 
 
 def debug(game: str = "Pong", seed: int = 0) -> TWMConfig:

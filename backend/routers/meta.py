@@ -1,4 +1,5 @@
-"""What the server can train: `GET /api/presets`, `GET /api/games` (the health check is `health.py`)."""
+"""What the server can train: `GET /api/presets`, `GET /api/games`, `GET /api/config/schema` (the health check is
+`health.py`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from twm_core.config import PRESETS, make_config
+from twm_core.config import PRESETS, config_schema, make_config
 
 router = APIRouter(tags=["meta"])
 
@@ -32,3 +33,10 @@ def games() -> dict[str, list[str]]:
     from twm_core.envs.games import ATARI100K_GAMES, available_games
 
     return {"games": list(available_games()), "atari100k": list(ATARI100K_GAMES)}
+
+
+@router.get("/config/schema")
+def schema() -> dict[str, Any]:
+    """JSON schema of a run's config: every section and field with its type, its default (the paper's value) and
+    its description; a job's `overrides` name fields of it as dotted keys (`dyn.num_layers`)."""
+    return config_schema()

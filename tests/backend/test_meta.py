@@ -114,3 +114,19 @@ def test_errors_become_json_not_tracebacks(tmp_path: Path) -> None:
         assert crashed.status_code == 500
         assert crashed.json() == {"detail": "internal error: RuntimeError: boom"}
         assert "Traceback" not in crashed.text
+
+
+def test_config_schema_names_every_field_a_job_override_may_set(client: TestClient) -> None:
+    response = client.get("/api/config/schema")
+    assert response.status_code == 200
+    schema = response.json()
+    sections = {name: schema["$defs"][ref["$ref"].rsplit("/", 1)[1]]["properties"]
+                for name, ref in schema["properties"].items() if "$ref" in ref}
+    preset = client.get("/api/presets").json()["presets"][0]["config"]
+    for section, values in preset.items():
+        if isinstance(values, dict):  # each field of a resolved preset is in the schema, with the paper's default
+            assert set(values) == set(sections[section]), section
+    assert sections["dyn"]["num_layers"]["default"] == 10 and sections["dyn"]["num_layers"]["type"] == "integer"
+    job = {"game": "Catch", "preset": "debug", "overrides": {"dyn.not_in_schema": 1}}
+    refused = client.post("/api/jobs", json=job)
+    assert refused.status_code == 422 and "unknown config key: dyn.not_in_schema" in refused.json()["detail"]

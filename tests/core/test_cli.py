@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from twm_core.cli import main, parse_overrides
-from twm_core.config import ConfigError
+from twm_core.cli import main
+from twm_core.config import ConfigError, parse_assignments
 
 
 def test_describe_json_reports_config_and_parameter_counts(capsys):
@@ -34,7 +34,7 @@ def test_bad_input_is_a_clean_error(capsys):
     assert main(["describe", "--set", "dyn.num_heads=-1"]) == 2
     assert "dyn.num_heads" in capsys.readouterr().err
     with pytest.raises(ConfigError):
-        parse_overrides(["novalue"])
+        parse_assignments(["novalue"])
 
 
 def test_eval_prints_raw_and_human_normalized_scores(debug_run, capsys):

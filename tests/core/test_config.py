@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from twm_core.config import ConfigError, TWMConfig, atari100k, debug, make_config
+from twm_core.config import (
+    ConfigError,
+    EnvConfig,
+    TWMConfig,
+    atari100k,
+    config_schema,
+    debug,
+    make_config,
+    parse_assignments,
+)
 
 METHOD_MD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "method.md"
 
@@ -115,7 +124,7 @@ def _same(a, b) -> bool:
 @pytest.mark.parametrize("key", sorted(EXPECTED))
 def test_atari100k_matches_reference_table(key):
     section, name = KEY_MAP[key]
-    value = getattr(getattr(atari100k(), section), name)
+    value = getattr(getattr(TWMConfig(), section), name)  # the defaults are the reference values
     assert _same(value, EXPECTED[key]), f"{key}: preset has {value!r}, reference {EXPECTED[key]!r}"
 
 
@@ -193,3 +202,59 @@ def test_unknown_keys_and_presets_are_errors():
         make_config("debug", overrides={"dyn.nope": 1})
     with pytest.raises(ConfigError, match="preset"):
         make_config("huge")
+
+
+def test_defaults_are_the_atari100k_preset():
+    assert atari100k("Breakout", 3) == TWMConfig(env=EnvConfig(game="Breakout"), seed=3)
+    assert TWMConfig().preset == "atari100k" and TWMConfig().dyn.z_loss_as_published is False
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"dyn": {"num_layers": "ten"}}, "dyn.num_layers has the wrong type: 'ten'"),
+    ({"dyn": {"num_layers": 2.7}}, "dyn.num_layers has the wrong type: 2.7"),  # never silently truncated
+    ({"dyn": {"num_layers": "2.7"}}, "dyn.num_layers has the wrong type"),
+    ({"dyn": {"nope": 1}}, "unknown config key: dyn.nope"),
+    ({"nope": 1}, "unknown config key: nope"),
+    ({"env": 3}, "env has the wrong type: 3"),
+    ({"env": {"game": 7}}, "env.game has the wrong type: 7"),
+    ({"obs": {"mlp_dims": ["a"]}}, "obs.mlp_dims.0 has the wrong type: 'a'"),
+    ({"dyn": {"num_heads": -1}}, "dyn.num_heads must be > 0, got -1"),  # the section's own range check
+    ({"replay": {"prefill": 10}, "train": {"total_steps": 5}}, "replay.prefill must be < train.total_steps"),
+    ([1, 2], "a config must be a mapping"),
+])
+def test_files_and_requests_are_read_by_one_mechanism_naming_the_field(data, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TWMConfig.from_dict(data)
+
+
+def test_one_assignment_grammar_for_every_command_line():
+    sets = parse_assignments(["train.total_steps=1e4", "dyn.input_rewards=false", "obs.mlp_dims=32,32",
+                              "dyn.z_dims=[64, 64]", "replay.temperature=inf", "env.game=Breakout", "seed=3"])
+    assert sets == {"train.total_steps": 1e4, "dyn.input_rewards": False, "obs.mlp_dims": "32,32",
+                    "dyn.z_dims": [64, 64], "replay.temperature": "inf", "env.game": "Breakout", "seed": 3}
+    cfg = make_config("debug", overrides={**sets, "replay.capacity": 10_000})
+    assert cfg.train.total_steps == 10_000 and isinstance(cfg.train.total_steps, int)
+    assert cfg.obs.mlp_dims == (32, 32) and cfg.dyn.z_dims == (64, 64) and math.isinf(cfg.replay.temperature)
+    assert cfg.env.game == "Breakout" and cfg.seed == 3 and cfg.dyn.input_rewards is False
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_assignments(["novalue"])
+
+
+def test_bench_reads_the_same_flags_as_twm():
+    from bench.common import make_parser
+
+    parser = make_parser("probe", "probe")
+    for flag in ("--set", "--override"):
+        args = parser.parse_args(["--preset", "debug", flag, "dyn.num_layers=3", flag, "obs.mlp_dims=16,16"])
+        assert make_config(args.preset, args.game, args.seed, parse_assignments(args.set)) == make_config(
+            "debug", args.game, 0, {"dyn.num_layers": 3, "obs.mlp_dims": (16, 16)})
+
+
+def test_json_schema_describes_every_field_with_its_default():
+    schema = config_schema()
+    dyn = schema["$defs"]["DynamicsConfig"]["properties"]
+    assert dyn["num_layers"] == {"default": 10, "title": "Num Layers", "type": "integer"}
+    assert "published code" in dyn["z_loss_as_published"]["description"]
+    assert schema["$defs"]["ReplayConfig"]["additionalProperties"] is False
+    assert set(schema["properties"]) == {"env", "replay", "obs", "dyn", "ac", "train", "preset", "seed",
+                                         "deterministic"}

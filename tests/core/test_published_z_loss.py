@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from twm_core import losses, wm_training
 from twm_core.checkpoint import latest_checkpoint, load_checkpoint
 from twm_core.cli import main as cli_main
-from twm_core.cli import parse_overrides
-from twm_core.config import ConfigError, TWMConfig, atari100k, debug, make_config
+from twm_core.config import ConfigError, TWMConfig, atari100k, debug, make_config, parse_assignments
 from twm_core.optim import make_adam
 from twm_core.replay import ReplayBatch
 from twm_core.run_dir import RunDir
@@ -172,7 +171,7 @@ def test_loss_function_default_equals_z_in_loss_true():
 # --------------------------------------------------------------------------------------------- (4) config
 def test_config_round_trip_and_cli_override(capsys):
     assert atari100k().dyn.z_loss_as_published is False  # the preset is the paper's method
-    cfg = make_config("debug", overrides=parse_overrides(["dyn.z_loss_as_published=true"]))
+    cfg = make_config("debug", overrides=parse_assignments(["dyn.z_loss_as_published=true"]))
     assert cfg.dyn.z_loss_as_published is True
     assert TWMConfig.from_dict(cfg.to_dict()) == cfg
     assert TWMConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

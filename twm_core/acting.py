@@ -13,7 +13,7 @@ import torch
 
 from twm_core.models.actor_critic import ActorCritic
 from twm_core.models.dynamics import DynamicsMemory
-from twm_core.models.fastpaths import apply_performance_settings, autocast
+from twm_core.performance import apply_performance_settings, autocast
 from twm_core.world_model import WorldModel
 
 
@@ -63,6 +63,7 @@ class PolicyRunner:
         """Feed (r_{t-2}, z_{t-1}, a_{t-1}) and return h_{t-1} (zeros before the first action)."""
         if self._last_z is None:
             return torch.zeros(self.batch_size, 1, self.wm.h_dim, device=self.device)
+        assert self._last_a is not None  # set with _last_z
         prev_r, prev_d = self._pending if self._pending is not None else (None, None)
         out, self._memory = self.wm.dyn_model.step(self._memory, self._last_z, self._last_a, prev_r, prev_d,
                                                    heads=False)  # only h is used

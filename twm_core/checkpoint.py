@@ -206,7 +206,7 @@ def capture_rng_state(generators: Mapping[str, torch.Generator] | None = None) -
     name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss_next],
-        "numpy": {"name": str(name), "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
+        "numpy": {"name": str(name), "keys": np.asarray(keys).tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
                   "cached_gaussian": float(cached_gaussian)},
         "torch": torch.get_rng_state(),
         "generators": {key: g.get_state() for key, g in (generators or {}).items()},

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from twm_core.config import PRESETS, ConfigError, TWMConfig, make_config, parse_assignments
@@ -53,7 +54,7 @@ def _num_actions(game: str) -> int:
 
     env = make_env(game, seed=0)
     try:
-        return int(env.action_space.n)
+        return int(env.action_space.n)  # type: ignore[attr-defined]  # every env here has a Discrete space
     finally:
         env.close()
 
@@ -110,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.steps is not None:
             overrides["train.total_steps"] = args.steps
         cfg = make_config(args.preset or "atari100k", args.game or "Pong", args.seed or 0, overrides)
-        run_dir = run_dir or RunDir(f"{args.runs_root}/{new_run_id(cfg.env.game, cfg.preset, cfg.seed)}")
+        run_dir = run_dir or RunDir(Path(args.runs_root) / new_run_id(cfg.env.game, cfg.preset, cfg.seed))
         if attempt_leftovers(run_dir):
             raise ValueError(f"{run_dir.path} holds files of another run but no config.json: use a new --run-dir")
         trainer = open_trainer(prepare_run(run_dir, cfg), args.device, progress)

@@ -16,8 +16,8 @@ import torch
 
 from twm_core.models.actor_critic import ActorCritic
 from twm_core.models.dynamics import DynamicsMemory, DynamicsOutput
-from twm_core.models.fastpaths import apply_performance_settings, autocast
 from twm_core.models.observation import sample_onehot
+from twm_core.performance import apply_performance_settings, autocast
 from twm_core.world_model import WorldModel
 
 
@@ -129,6 +129,7 @@ def imagine_step(wm: WorldModel, ac: ActorCritic, memory: DynamicsMemory, z: tor
         a = ac.act(ac.inputs(z, h), generator=action_generator or generator) if action is None else action  # (M, 1)
         out, memory = wm.dyn_model.step(memory, z, a, prev_reward, prev_done, return_attention=return_attention,
                                         cache_capacity=cache_capacity)
+    assert out.z_logits is not None and out.reward is not None and out.discount is not None  # heads=True
     z_logits = out.z_logits.float()  # (M, 1, C, K); fp32 also under amp, for the sampling
     next_z = sample_onehot(z_logits, 1.0, generator).flatten(-2)  # (M, 1, Z), temperature 1
     r, g = out.reward.float(), out.discount.float()  # (M, 1)
@@ -179,6 +180,7 @@ def imagine(wm: WorldModel, ac: ActorCritic, start: ImaginationStart, horizon: i
         if logits is not None:
             logits[:, t:t + 1] = step.z_logits
         if return_attention:
+            assert step.output.attention is not None
             attention.append(step.output.attention)
         z, h, prev_r, prev_d = zs[:, t + 1:t + 2], hs[:, t + 1:t + 2], step.reward, step.done
     return ImaginedTrajectory(z=zs, hidden=hs, actions=acts, rewards=rewards, discounts=discounts, dones=dones,

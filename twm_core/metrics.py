@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeGuard, TypeVar
 
 import numpy as np
 import torch
@@ -254,7 +254,7 @@ def evaluations_from_metrics(metric_rows: Iterable[Mapping[str, Any]]) -> list[E
     return found
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """A finite int or float, not a bool (json reads NaN/Infinity tokens from hand-made files; ints may be huge)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False

@@ -177,7 +177,9 @@ class RunReader:
         except OSError as exc:
             self._problem(path, describe_error(exc))
             return JsonlPage([], offset)
-        rows, skipped, replaced = [], page.skipped, []
+        rows: list[dict[str, Any]] = []
+        replaced: list[str] = []
+        skipped = page.skipped
         for row in page.rows:
             try:
                 safe = json_safe(row, replaced)

@@ -34,7 +34,7 @@ def per_game(scores: ScoresLike) -> list[np.ndarray]:
             raise ValueError(f"a score array must be 2-D (runs, games), got shape {scores.shape}")
         games = [scores[:, g] for g in range(scores.shape[1])]
     else:
-        games = list(scores)
+        games = [np.asarray(x) for x in scores]
     out = [np.asarray(x, dtype=np.float64) for x in games]
     if not out:
         raise ValueError("no games: at least one game's scores are needed")

@@ -64,8 +64,8 @@ def check_actions(actions: list[int], num_actions: int) -> None:
 def real_rollout(session: DreamSession) -> RealRollout:
     reals = [(p, p.real) for p in session.points if p.real is not None]
     return RealRollout(frames=[png_base64(r.frame) for _, r in reals],
-                       rewards=[r.reward for _, r in reals[1:]],
-                       rewards_transformed=[r.reward_transformed for _, r in reals[1:]],
+                       rewards=[_known(r.reward) for _, r in reals[1:]],
+                       rewards_transformed=[_known(r.reward_transformed) for _, r in reals[1:]],
                        dones=[r.done for _, r in reals[1:]],
                        frame_diffs=[p.errors.pixel for p, _ in reals if p.errors is not None])
 
@@ -100,3 +100,9 @@ def imagine_rollout(agent: Agent, starts: StartCache, seed: int, spec: StartSpec
         actions=taken, action_names=[meanings[a] for a in taken], rewards=[float(p.reward or 0.0) for p in moves],
         discounts=[float(p.discount or 0.0) for p in moves], weights=[float(p.weight or 0.0) for p in moves],
         dones=[p.done for p in moves], real=real_rollout(session) if compare_real else None)
+
+
+def _known(reward: float | None) -> float:
+    """A real step after the start: it always has its transition's reward."""
+    assert reward is not None
+    return reward

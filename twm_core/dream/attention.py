@@ -87,6 +87,7 @@ def call_attention(session: DreamSession, call: int) -> torch.Tensor:
         action = torch.tensor([[nxt.action]], device=agent.device)
         out, _ = dyn.step(p.memory.index(rows), p.z, action, p.prev_reward, p.prev_done, return_attention=True,
                           heads=False)
+    assert out.attention is not None  # return_attention=True
     maps = out.attention[0].float().cpu()  # (L, H, Tq, S)
     session._attention[call] = maps
     return maps

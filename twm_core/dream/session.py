@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -108,7 +109,7 @@ class DreamSession:
                  start: DreamStart, max_steps: int = MAX_STEPS) -> None:
         self.agent, self.seed, self.context, self.points, self.start = agent, seed, context, points, start
         self.max_steps = max_steps
-        self._env = None
+        self._env: gym.Env | None = None
         self._attention: dict[int, torch.Tensor] = {}  # call index -> (L, H, Tq, S) on the CPU
 
     # ---------------------------------------------------------------------------------------- construction
@@ -230,6 +231,8 @@ class DreamSession:
         ce = None
         if point.prior is not None:
             ce = float(-(real.posterior * point.prior.clamp_min(1e-30).log()).sum())
+        # set on every point after the first, real or imagined
+        assert point.reward is not None and point.discount is not None and real.reward_transformed is not None
         errors = StepErrors(latent_ce=ce, reward=abs(point.reward - real.reward_transformed),
                             discount=abs(point.discount - target_discount), pixel=_pixel_error(point.frame, real.frame))
         return dataclasses.replace(point, real=real, errors=errors)

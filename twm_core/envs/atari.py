@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -70,7 +70,7 @@ def _make_atari(game: str, cfg: EnvConfig, *, eval: bool, render_mode: str | Non
                    full_action_space=False, max_num_frames_per_episode=None, render_mode=render_mode,
                    disable_env_checker=True)
     noop_max = 0 if eval else cfg.noop_max
-    has_fire = env.unwrapped.get_action_meanings()[1:2] == ["FIRE"]
+    has_fire = cast(Any, env.unwrapped).get_action_meanings()[1:2] == ["FIRE"]
     env = AtariPreprocessing(env, noop_max=0 if has_fire else noop_max, frame_skip=cfg.frame_skip,
                              screen_size=cfg.frame_size, terminal_on_life_loss=False,
                              grayscale_obs=cfg.grayscale)
@@ -95,7 +95,7 @@ def transform_reward(reward: float | np.ndarray, cfg: EnvConfig) -> float | np.n
 
 def action_meanings(env: gym.Env) -> list[str]:
     """Names of the env's actions in index order (ALE minimal action set; Catch: NOOP, LEFT, RIGHT)."""
-    return list(env.unwrapped.get_action_meanings())
+    return list(cast(Any, env.unwrapped).get_action_meanings())  # ALE envs and Catch have it
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def _apply(layer: gym.Env, state: Any) -> None:
     elif isinstance(layer, OrderEnforcing):
         layer._has_reset = state["has_reset"]
     elif state is not None:  # AtariEnv
-        layer.ale.restoreState(state["ale"])
+        cast(Any, layer).ale.restoreState(state["ale"])
         layer.np_random.bit_generator.state = copy.deepcopy(state["rng"])
 
 

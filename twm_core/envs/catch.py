@@ -49,7 +49,7 @@ class Catch(gym.Env[np.ndarray, int]):
         self.paddle_width = paddle_width
         self.render_mode = render_mode
         self.observation_space = spaces.Box(0, 255, (SCREEN, SCREEN), np.uint8)
-        self.action_space = spaces.Discrete(len(ACTION_MEANINGS))
+        self.action_space = spaces.Discrete(len(ACTION_MEANINGS))  # type: ignore[assignment]  # np.int64 samples
         self._paddle_top = SCREEN - PADDLE_HEIGHT
         self._landing_y = self._paddle_top - BALL_SIZE  # top row of a ball resting on the paddle row
         self._ball_x = 0

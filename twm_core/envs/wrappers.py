@@ -15,7 +15,7 @@ Each of our wrappers exposes `get_state()` / `set_state()` so that `twm_core.env
 
 from __future__ import annotations
 
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 
@@ -49,7 +49,7 @@ class FireAfterLifeLoss(gym.Wrapper):
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
-        meanings = env.unwrapped.get_action_meanings()
+        meanings = cast(Any, env.unwrapped).get_action_meanings()  # an ALE env (checked below)
         if len(meanings) < 3 or meanings[1] != "FIRE":
             raise ValueError(f"FireAfterLifeLoss needs action 1 == 'FIRE' and >= 3 actions, got {meanings}")
         self.lives = 0

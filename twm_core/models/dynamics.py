@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -165,7 +166,7 @@ class DynamicsModel(nn.Module):
         self.r_embed = nn.Sequential(nn.Linear(1, dim), nn.SiLU()) if cfg.input_rewards else None
         for embed in (self.z_embed, self.r_embed):
             if embed is not None:
-                init_layer_(embed[0], RELU_GAIN)  # an MLP with post-activation keeps the ReLU gain
+                init_layer_(cast(nn.Linear, embed[0]), RELU_GAIN)  # an MLP with post-activation keeps the ReLU gain
 
         scale_dim = dim if cfg.attention_scale == "model_dim" else cfg.head_dim
         self.transformer = TransformerXL(dim, cfg.num_layers, cfg.num_heads, cfg.head_dim, cfg.feedforward_dim,

@@ -52,12 +52,13 @@ class MLP(nn.Module):
         dims = (in_dim, *hidden_dims, out_dim)
         self.pre_activation = pre_activation
         self.post_activation = post_activation
-        self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:], strict=True))
+        linears = [nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:], strict=True)]
+        self.linears = nn.ModuleList(linears)
         self.act = nn.SiLU()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        for layer in self.linears:
+        for layer in linears:
             init_layer_(layer, RELU_GAIN, orthogonal=orthogonal)
-        last = self.linears[-1]
+        last = linears[-1]
         if not post_activation:
             init_layer_(last, LINEAR_GAIN, orthogonal=orthogonal)
         if final_bias is not None:

@@ -260,6 +260,7 @@ class TransformerXL(nn.Module):
         self.v_bias = nn.Parameter(torch.empty(num_heads, head_dim))
         nn.init.xavier_uniform_(self.u_bias)
         nn.init.xavier_uniform_(self.v_bias)
+        self.pos_table: torch.Tensor
         self.register_buffer("pos_table", sinusoidal_table(64, dim), persistent=False)
 
     def _positions(self, length: int) -> torch.Tensor:

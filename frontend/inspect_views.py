@@ -108,6 +108,11 @@ def rollout_json(rollout: Response) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------- requests
+def checkpoint_name(checkpoint: int | str) -> str:
+    """`latest checkpoint` or `step 200`: a checkpoint as the pickers' value names it."""
+    return "latest checkpoint" if checkpoint == "latest" else f"step {checkpoint}"
+
+
 def start_body(kind: str, policy_steps: int = 0, replay_index: int = 0) -> dict[str, Any]:
     """The `start` of an inspect request: a real reset plus k policy steps, or a replay-buffer row."""
     if kind == "replay":

@@ -113,15 +113,34 @@ def token_hover(label: dict[str, Any], points: Sequence[dict[str, Any]], meaning
     return f"z{step}" + (f" (pixel error vs real {err['pixel']:.3f})" if err else "")
 
 
-def overview_figure(reply: dict[str, Any], points: Sequence[dict[str, Any]], meanings: Sequence[str]) -> go.Figure:
+def with_token_hover(fig: go.Figure, labels: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]],
+                     meanings: Sequence[str], track_id: str | None = None) -> go.Figure:
+    """Every heatmap of `fig` (one column per key token of `labels`) hovers with what its token stands for; with
+    `track_id`, `layout.meta.dream_tokens` names each column's step and modality and the branch, so the dream viewer
+    on the page shows a z token's frame beside the hover, from the frames it already holds (no request)."""
+    hover = [token_hover(label, points, meanings) for label in labels]
+    for trace in fig.data:
+        if isinstance(trace, go.Heatmap):
+            template = trace.hovertemplate or "key %{x}: %{z:.3f}<extra></extra>"
+            trace.customdata = [hover] * len(trace.z)  # (rows, tokens): the same token text on every row
+            if "%{customdata}" not in template:
+                trace.hovertemplate = template.replace("key %{x}", "key %{x} · %{customdata}")
+    if track_id is not None:
+        fig.update_layout(meta={"dream_tokens": {"track": track_id, "steps": [int(lab["step"]) for lab in labels],
+                                                 "modalities": [lab["modality"] for lab in labels]}})
+    return fig
+
+
+def overview_figure(reply: dict[str, Any], points: Sequence[dict[str, Any]], meanings: Sequence[str],
+                    track_id: str | None = None) -> go.Figure:
     """One layer over the whole dream: query steps on y, every token fed on x (absolute steps), with hover text."""
     labels = reply["labels"]
     names = [f"{lab['modality']}{lab['step']}" for lab in labels]
-    hover = [token_hover(lab, points, meanings) for lab in labels]
     rows = [f"{reply['token']}{s}" for s in reply["steps"]]
     fig = go.Figure(go.Heatmap(z=reply["matrix"], x=list(range(len(names))), y=rows, colorscale="Viridis", zmin=0,
-                               customdata=[hover] * len(rows), colorbar=dict(title="weight"),
+                               colorbar=dict(title="weight"),
                                hovertemplate="query %{y} → %{customdata}: %{z:.3f}<extra></extra>"))
+    with_token_hover(fig, labels, points, meanings, track_id)
     head = "head mean" if reply["head"] is None else f"head {reply['head']}"
     fig.update_layout(title=f"Layer {reply['layer']} over the whole dream ({head}): each query's attention",
                       height=200 + 14 * len(rows), margin=dict(l=60, r=10, t=50, b=60))

@@ -1,7 +1,9 @@
 """The Inspector in Chromium on a copy of the real debug run: scrub 20 frames with the keyboard with no request and
-the switch time measured in the page, play, fork and see two branches, futures, attention at the scrubber's step,
-and a bookmarked URL that reopens the same view. Live uvicorn + streamlit subprocesses; screenshots go to
-test-artifacts/ (and docs/screenshots/ with TWM_SCREENSHOTS=1).
+the switch time measured in the page, play, fork and see two branches, futures, attention at the scrubber's step
+(hovering a z key token shows its frame), and a bookmarked URL that reopens the same view. Also: Play on the keyboard
+and with the policy playing until switched back, the chosen run kept across a page switch, and the Calibration page.
+Live uvicorn + streamlit subprocesses; screenshots go to test-artifacts/ (and docs/screenshots/ with
+TWM_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,62 @@ def current_step(page: Any) -> int:
 def focus(page: Any) -> None:
     """Focus the viewer (not an input inside it) so that the keys reach it."""
     viewer(page).click(position={"x": 5, "y": 5})
+
+
+# The pointer positions of a z key token and the next a token in the attention heatmap (layer 0), from plotly's axes.
+KEY_TOKENS_JS = """() => {
+  const gd = [...document.querySelectorAll(".js-plotly-plot")].find((g) => g.layout?.meta?.dream_tokens);
+  gd.scrollIntoView({block: "center"});
+  const m = gd.layout.meta.dream_tokens, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+  const box = gd.getBoundingClientRect();
+  const z = m.modalities.lastIndexOf("z"), a = m.modalities.indexOf("a", z);
+  const at = (col) => ({x: box.left + xa._offset + xa.l2p(col), y: box.top + ya._offset + ya.l2p(0)});
+  return {step: m.steps[z], track: m.track, z: at(z), a: at(a)};
+}"""
+
+HOVER_TEXT_JS = "s => [...document.querySelectorAll('.hoverlayer')].some((h) => h.textContent.includes(s))"
+
+# Mean |difference| of two canvases' red channel after nearest-neighbour downsampling both to the 64×64 frame.
+SAME_FRAME_JS = """([a, b]) => {
+  const down = (c) => {
+    const o = document.createElement("canvas"); o.width = o.height = 64;
+    const x = o.getContext("2d"); x.imageSmoothingEnabled = false; x.drawImage(c, 0, 0, 64, 64);
+    return x.getImageData(0, 0, 64, 64).data;
+  };
+  const da = down(a), db = down(b);
+  let sum = 0;
+  for (let i = 0; i < da.length; i += 4) sum += Math.abs(da[i] - db[i]);
+  return sum / (64 * 64);
+}"""
+
+
+def hover_key_tokens(page: Any, requests: list[str]) -> None:
+    """Hover a z key token: its step's frame appears, the same as the viewer's at that step, with no request; an a
+    token shows its action in the hover text and no frame."""
+    tokens = page.evaluate(KEY_TOKENS_JS)
+    step = tokens["step"]
+    assert step == current_step(page), tokens  # the query's own z: the frame the viewer shows now
+    tip = page.locator(f"[data-testid=dv-token-frame][data-step='{step}']")
+    requests.clear()
+    started = time.monotonic()
+    page.mouse.move(tokens["z"]["x"], tokens["z"]["y"])
+    tip.wait_for(timeout=10_000)
+    hover_s = time.monotonic() - started
+    assert tip.get_attribute("data-track") == tokens["track"]
+    page.wait_for_function(HOVER_TEXT_JS, arg=f"z{step} (pixel error vs real", timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "inspector-hover.png"))  # the viewport: the frame is placed in it
+    difference = page.evaluate(SAME_FRAME_JS, [tip.locator("canvas").element_handle(),
+                                               page.get_by_test_id("dv-imagined").element_handle()])
+    assert difference < 1.0, difference
+    draw_ms = page.evaluate("window.__dreamViewer.hoverMs")
+    print(f"hover: z{step} frame shown {1000 * hover_s:.0f} ms after the pointer moved (drawn in "
+          f"{max(draw_ms):.2f} ms), {len(requests)} requests")
+    page.mouse.move(tokens["a"]["x"], tokens["a"]["y"])
+    page.wait_for_function(HOVER_TEXT_JS, arg=f"a{step} = ", timeout=10_000)
+    page.get_by_test_id("dv-token-frame").wait_for(state="hidden", timeout=10_000)
+    assert requests == [], requests
+    page.mouse.move(5, 5)
 
 
 def open_inspector(page: Any, url: str) -> None:
@@ -152,6 +211,7 @@ def test_scrub_play_fork_futures_attention_and_bookmark(browser: Any, dashboard_
     page.get_by_test_id("dv-attention").click()
     page.get_by_text("Attention at step 9").wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    hover_key_tokens(page, requests)
     page.get_by_text("Whole dream, one layer").click()
     page.get_by_text("over the whole dream").wait_for(timeout=60_000)
     shoot(page, "inspector-attention.png")
@@ -195,6 +255,69 @@ def test_fifty_steps_of_keyboard_play(browser: Any, dashboard_url: str) -> None:
     page.close()
 
 
+def play_step(page: Any) -> int:
+    return int(page.get_by_test_id("play-keys").get_attribute("data-step"))
+
+
+def wait_step_at_least(page: Any, step: int, timeout: float = 60.0) -> None:
+    """Poll: while the policy plays, the step moves on faster than a wait for one exact value can see it."""
+    deadline = time.monotonic() + timeout
+    while play_step(page) < step:
+        assert time.monotonic() < deadline, f"step {play_step(page)} < {step} after {timeout} s"
+        page.wait_for_timeout(50)
+
+
+def wait_driver(page: Any, driver: str) -> None:
+    page.locator(f"[data-testid=play-keys][data-driver='{driver}']").wait_for(timeout=30_000)
+
+
+def test_the_policy_plays_until_switched_back(browser: Any, dashboard_url: str) -> None:
+    """The Human | Policy toggle: the policy steps on its own until switched back (button, `P`, or an action key),
+    and the keys work as before in between."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1200})
+    page.goto(f"{dashboard_url}/play", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Play", exact=True).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Reset").click()
+    page.locator("[data-testid=play-keys][data-step='0']").wait_for(timeout=60_000)
+    wait_driver(page, "human")
+    assert page.get_by_test_id("pk-human").get_attribute("aria-pressed") == "true"
+
+    started = time.monotonic()
+    page.get_by_test_id("pk-policy").click()
+    wait_driver(page, "policy")
+    wait_step_at_least(page, 12)  # 12 steps, no key pressed
+    rate = 12 / (time.monotonic() - started)
+    assert page.get_by_test_id("pk-policy").get_attribute("aria-pressed") == "true"
+    page.get_by_text("the policy plays").first.wait_for(timeout=10_000)
+    shoot(page, "play-policy.png")
+
+    page.get_by_test_id("pk-human").click()  # switched back: at most the step on its way still lands
+    wait_driver(page, "human")
+    stopped = play_step(page)
+    page.wait_for_timeout(1500)
+    assert play_step(page) <= stopped + 1
+    settled = play_step(page)
+    page.wait_for_timeout(1000)
+    assert play_step(page) == settled, "the policy went on after it was switched back"
+
+    page.get_by_role("heading", name="Play", exact=True).click()  # the keys: one step each, as before
+    page.keyboard.press("ArrowRight")
+    page.locator(f"[data-testid=play-keys][data-step='{settled + 1}']").wait_for(timeout=30_000)
+    page.keyboard.press("P")  # the key of the toggle
+    wait_driver(page, "policy")
+    wait_step_at_least(page, settled + 5)
+    page.keyboard.press("ArrowLeft")  # an action key takes over
+    wait_driver(page, "human")
+    page.wait_for_timeout(1500)
+    settled = play_step(page)
+    page.wait_for_timeout(1000)
+    assert play_step(page) == settled
+    policy_ms = page.evaluate("window.__playKeys.policyMs")
+    print(f"policy drives: {rate:.1f} steps/s over 12 steps (cap 8/s), median {statistics.median(policy_ms):.0f} ms "
+          f"from a policy step to its frame over {len(policy_ms)} steps")
+    page.close()
+
+
 def test_checkpoint_film_over_every_retained_checkpoint(browser: Any, dashboard_url: str, backend_url: str) -> None:
     import httpx
 
@@ -214,4 +337,64 @@ def test_checkpoint_film_over_every_retained_checkpoint(browser: Any, dashboard_
         page.keyboard.press("ArrowRight")
     assert film.get_attribute("data-step") == "5"
     shoot(page, "inspector-film.png")
+    page.close()
+
+
+def wait_value(page: Any, label: str, value: str, timeout: float = 30_000) -> None:
+    """Wait until the Streamlit selectbox labelled `label` shows `value` (its combobox input holds it)."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("combobox", name=label, exact=True)).to_have_value(value, timeout=timeout)
+
+
+def pick(page: Any, label: str, option: str) -> None:
+    """Choose `option` in the Streamlit selectbox labelled `label`."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.keyboard.type(option)  # the option list is virtualised: filter it down first
+    page.get_by_role("option", name=option, exact=True).click()
+    page.get_by_role("option").first.wait_for(state="detached", timeout=10_000)
+    wait_value(page, label, option)
+
+
+def test_switching_page_keeps_the_run(browser: Any, dashboard_url: str, debug_run: Path) -> None:
+    """Pick the older run and a checkpoint on Imagine, go to Attention through the sidebar: the same are picked."""
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    run = debug_run.name  # older than the Catch run, so not what a page opens on by itself
+    page.goto(f"{dashboard_url}/imagine", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Imagine", exact=True).wait_for(timeout=60_000)
+    wait_value(page, "Run", FILM_RUN, timeout=60_000)
+    pick(page, "Run", run)
+    wait_value(page, "Checkpoint", "latest")
+    pick(page, "Checkpoint", "step 100")
+    page.wait_for_function("u => location.search.includes(u)", arg="ckpt=100", timeout=30_000)
+    started = time.monotonic()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Attention", exact=True).click()
+    page.get_by_role("heading", name="Attention", exact=True).wait_for(timeout=60_000)
+    wait_value(page, "Run", run)
+    wait_value(page, "Checkpoint", "step 100")
+    print(f"page switch: Attention shows the chosen run and checkpoint {time.monotonic() - started:.2f} s after "
+          "the click")
+    query = parse_qs(urlparse(page.url).query)
+    assert query["run"] == [run] and query["ckpt"] == ["100"] and urlparse(page.url).path.endswith("/attention")
+    page.close()
+
+
+def test_calibration_of_the_latest_checkpoints(browser: Any, dashboard_url: str, backend_url: str) -> None:
+    """The Catch run's Calibration page (its four latest checkpoints), as the README shows it."""
+    import httpx
+
+    steps = sorted(c["step"] for c in httpx.get(f"{backend_url}/api/runs/{FILM_RUN}/checkpoints",
+                                                timeout=30).json()["checkpoints"])
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    started = time.monotonic()
+    page.goto(f"{dashboard_url}/calibration?run={FILM_RUN}", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Calibration", exact=True).wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").filter(has_text="Discount").first.wait_for(timeout=180_000)
+    page.locator(".js-plotly-plot").filter(has_text="Reward").first.wait_for(timeout=10_000)
+    print(f"calibration: {len(steps[-4:])} checkpoints evaluated and drawn {time.monotonic() - started:.1f} s "
+          "after opening the page")
+    table = page.get_by_test_id("stTable")
+    for step in steps[-4:]:
+        table.get_by_text(str(step), exact=True).first.wait_for(timeout=10_000)
+    shoot(page, "calibration.png")
     page.close()

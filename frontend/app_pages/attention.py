@@ -12,7 +12,7 @@ import streamlit as st
 
 from frontend import inspect_views as views
 from frontend.api_client import BackendError, get_client
-from frontend.widgets import checkpoint_picker, runs_or_stop
+from frontend.widgets import checkpoint_picker, run_picker, runs_or_stop
 
 RESULT = "attention_result"
 
@@ -26,7 +26,7 @@ runs = runs_or_stop(client)
 
 # ---------------------------------------------------------------------------------------------- controls
 col_run, col_ckpt, col_seed = st.columns([2, 1, 1])
-run_id = col_run.selectbox("Run", [r["run_id"] for r in runs], key="attention_run")
+run_id = run_picker([r["run_id"] for r in runs], col_run, "attention_run")
 checkpoint = checkpoint_picker(client, run_id, col_ckpt, "attention_checkpoint")
 seed = col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="attention_seed")
 
@@ -77,6 +77,11 @@ if st.button("Show attention", type="primary", key="attention_fetch"):
 state = st.session_state.get(RESULT)
 if state is None:
     st.info("Pick a start and a query step and press **Show attention**.")
+    st.stop()
+shown_checkpoint = state["request"]["checkpoint"]
+if (state["run_id"], shown_checkpoint) != (run_id, checkpoint):  # only the picker's run is shown
+    st.info(f"The last attention maps were of `{state['run_id']}` ({views.checkpoint_name(shown_checkpoint)}): "
+            f"press **Show attention** for `{run_id}` ({views.checkpoint_name(checkpoint)}).")
     st.stop()
 
 response = state["response"]

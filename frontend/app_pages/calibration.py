@@ -10,7 +10,7 @@ import streamlit as st
 
 from frontend import calibration_views as cv
 from frontend.api_client import BackendError, get_client
-from frontend.widgets import runs_or_stop
+from frontend.widgets import run_picker, runs_or_stop
 
 st.title("Calibration")
 st.caption("Predicted reward against real reward, and predicted discount against real episode ends, on windows of "
@@ -18,11 +18,8 @@ st.caption("Predicted reward against real reward, and predicted discount against
 
 client = get_client()
 runs = runs_or_stop(client)
-run_ids = [r["run_id"] for r in runs]
-if "calibration_run" not in st.session_state and st.query_params.get("run") in run_ids:
-    st.session_state["calibration_run"] = st.query_params["run"]
 col_run, col_w, col_seed = st.columns([2, 1, 1])
-run_id = col_run.selectbox("Run", run_ids, key="calibration_run")
+run_id = run_picker([r["run_id"] for r in runs], col_run, "calibration_run")
 windows = int(col_w.number_input("Replay windows", min_value=1, max_value=2048, value=256, key="calibration_w"))
 seed = int(col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, key="calibration_seed"))
 try:
@@ -34,7 +31,6 @@ if not steps:
     st.warning(f"Run `{run_id}` has no checkpoint yet.")
     st.stop()
 chosen = st.multiselect("Checkpoints", steps, default=steps[-4:], key=f"calibration_ckpts_{run_id}")
-st.query_params["run"] = run_id
 if not chosen:
     st.info("Pick at least one checkpoint.")
     st.stop()

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from frontend.api_client import BackendError, get_client
-from frontend.widgets import runs_or_stop
+from frontend.widgets import run_picker, runs_or_stop
 
 
 def _when(unix: float | None) -> str:
@@ -67,7 +67,7 @@ client = get_client()
 runs = runs_or_stop(client, "No runs yet: start one on the Train page (or with `twm train` on the command line).")
 
 st.dataframe(run_rows(runs), hide_index=True)
-run_id = st.selectbox("Run", [run["run_id"] for run in runs], key="ckpt_run", help="Newest first")
+run_id = run_picker([run["run_id"] for run in runs], st.container(), "ckpt_run", help="Newest first")
 try:
     detail = client.run(run_id)
 except BackendError as exc:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from frontend import inspect_views as views
 from frontend.api_client import BackendError, get_client
-from frontend.widgets import checkpoint_picker, runs_or_stop
+from frontend.widgets import checkpoint_picker, run_picker, runs_or_stop
 
 ROLLOUT = "imagine_rollout"  # the last response, with the request that made it
 STEP = "imagine_step"  # the scrubber position (the slider's key)
@@ -28,7 +28,7 @@ runs = runs_or_stop(client)
 # ---------------------------------------------------------------------------------------------- controls
 run_ids = [r["run_id"] for r in runs]
 col_run, col_ckpt, col_seed = st.columns([2, 1, 1])
-run_id = col_run.selectbox("Run", run_ids, key="imagine_run")
+run_id = run_picker(run_ids, col_run, "imagine_run")
 checkpoint = checkpoint_picker(client, run_id, col_ckpt, "imagine_checkpoint")
 seed = col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="imagine_seed")
 
@@ -142,6 +142,9 @@ def viewer(state: dict[str, Any]) -> None:
 state = st.session_state.get(ROLLOUT)
 if state is None:
     st.info("Pick a start and press **Imagine**.")
+elif (state["run_id"], state["request"]["checkpoint"]) != (run_id, checkpoint):  # only the picker's run is shown
+    st.info(f"The last rollout was of `{state['run_id']}` ({views.checkpoint_name(state['request']['checkpoint'])}): "
+            f"press **Imagine** for `{run_id}` ({views.checkpoint_name(checkpoint)}).")
 else:
     rollout = state["response"]
     how = "policy" if rollout["policy"] else "given actions"

@@ -17,7 +17,7 @@ from frontend import inspect_views as views
 from frontend import inspector_views as iv
 from frontend.api_client import BackendClient, BackendError, get_client
 from frontend.components import dream_viewer
-from frontend.widgets import checkpoint_picker, runs_or_stop
+from frontend.widgets import checkpoint_picker, run_picker, runs_or_stop
 
 STATE = "inspector"  # {"key", "meta", "branches": [{"id", "label", "recipe", "points"}], "step", "track", ...}
 
@@ -44,16 +44,11 @@ def _int(name: str, default: int) -> int:
         return default
 
 
-run_ids = [r["run_id"] for r in runs]
-_default("inspector_run", params.get("run") if params.get("run") in run_ids else run_ids[0])
 _default("inspector_seed", _int("seed", 0))
 _default("inspector_k", _int("k", 0))
 _default("inspector_h", min(max(_int("h", 32), 1), 256))
 col_run, col_ckpt, col_seed, col_k, col_h = st.columns([2, 1, 1, 1, 1])
-run_id = col_run.selectbox("Run", run_ids, key="inspector_run")
-if params.get("ckpt") and "inspector_checkpoint" not in st.session_state:
-    url_ckpt = params.get("ckpt")
-    st.session_state["inspector_checkpoint"] = url_ckpt if url_ckpt == "latest" else _int("ckpt", 0)
+run_id = run_picker([r["run_id"] for r in runs], col_run, "inspector_run")  # run and checkpoint: shared, in the URL
 checkpoint = checkpoint_picker(client, run_id, col_ckpt, "inspector_checkpoint")
 seed = int(col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="inspector_seed"))
 policy_steps = int(col_k.number_input("Policy steps before", min_value=0, max_value=2000, step=1, key="inspector_k"))
@@ -196,6 +191,10 @@ if attention is not None:
     per_head = col_heads.toggle("Per head", key="inspector_heads")
     whole = col_all.toggle("Whole dream, one layer", key="inspector_whole")
     query_step = step if token != "r" else step - 1
+
+    def hovering(figure: Any, labels: list[dict[str, Any]]) -> Any:  # a key token's action, reward or frame
+        return iv.with_token_hover(figure, labels, branch["points"], meanings, branch["id"])
+
     try:
         if step >= len(branch["points"]) - 1 and token != "r":
             raise BackendError(f"step {step} has no action yet: pick an earlier frame")
@@ -204,15 +203,18 @@ if attention is not None:
         st.error(exc.message)
     else:
         reply["query_step"] = query_step
+        st.caption("Hover a key token: an action or reward token shows its value, a z token its frame.")
         if rollout and reply["rollout"] is not None:
             shown = {"head_mean": reply["rollout"], "labels": reply["rollout_labels"], "query_step": query_step}
             st.caption("Attention rollout: after each layer, how much of the query's representation flows from each "
                        "token fed so far (residual mixing ½·A + ½·I, Abnar & Zuidema 2020).")
-            st.plotly_chart(views.attention_figure(shown), key="inspector_attention_rollout")
+            st.plotly_chart(hovering(views.attention_figure(shown), shown["labels"]),
+                            key="inspector_attention_rollout")
         elif per_head:
-            st.plotly_chart(views.attention_heads_figure(reply), key="inspector_attention_heads")
+            st.plotly_chart(hovering(views.attention_heads_figure(reply), reply["labels"]),
+                            key="inspector_attention_heads")
         else:
-            st.plotly_chart(views.attention_figure(reply), key="inspector_attention")
+            st.plotly_chart(hovering(views.attention_figure(reply), reply["labels"]), key="inspector_attention")
     if whole:
         layer = int(st.number_input("Layer", min_value=0, max_value=meta["num_layers"] - 1, value=0,
                                     key="inspector_layer"))
@@ -221,4 +223,5 @@ if attention is not None:
         except BackendError as exc:
             st.error(exc.message)
         else:
-            st.plotly_chart(iv.overview_figure(overview, branch["points"], meanings), key="inspector_overview")
+            st.plotly_chart(iv.overview_figure(overview, branch["points"], meanings, branch["id"]),
+                            key="inspector_overview")

@@ -1,10 +1,12 @@
 """Play: act inside the world model from a real start (the authors' dream mode), on a backend dream session.
 
 "Reset" starts a session (`POST /api/sessions`). Then the keyboard drives it: the arrows and space (FIRE) for the
-game's actions, digits for any action index, `p` to let the policy act, Backspace to undo (a fork one step back).
-Each key is one O(1) step (`.../step`, the new point only) and reruns only the play fragment; the buttons do the
-same. The real emulator plays the same actions beside the dream while its episode lasts; there is no step limit.
-A session is deterministic: the same seed and keys give the same frames.
+game's actions, digits for any action index, `p` for one step of the policy, Backspace to undo (a fork one step
+back). Each key is one O(1) step (`.../step`, the new point only) and reruns only the play fragment; the buttons do
+the same. The component's Human | Policy toggle (or `P`) hands the game to the policy, which keeps stepping until
+switched back; an action key or Backspace takes over. The real emulator plays the same actions beside the dream
+while its episode lasts; there is no step limit. A session is deterministic: the same seed and keys give the same
+frames.
 """
 
 from __future__ import annotations
@@ -17,21 +19,24 @@ import streamlit as st
 from frontend import inspect_views as views
 from frontend.api_client import BackendClient, BackendError, get_client
 from frontend.components import keymap, play_keys
-from frontend.widgets import checkpoint_picker, runs_or_stop
+from frontend.widgets import checkpoint_picker, run_picker, runs_or_stop
 
-GAME = "play_game"  # {"run_id", "seed", "session": id, "meanings", "points", "checkpoint_step", "error"}
+# {"run_id", "checkpoint", "seed", "session": id, "meanings", "points", "checkpoint_step", "error",
+#  "driver": "human" | "policy", "turn": commands handled so far}
+GAME = "play_game"
 KEYS = "play_keys"
 
 st.title("Play")
 st.caption("Play inside the world model: start from a real frame, then act with the keyboard (arrows, space = FIRE, "
-           "digits = action index, p = policy, Backspace = undo) or the buttons. The world model imagines the next "
-           "frame, the reward r̂ and the discount γ̂; the real game plays the same actions beside it.")
+           "digits = action index, p = one policy step, Backspace = undo) or the buttons; **Policy** (or P) lets the "
+           "policy play until you switch back or press a key. The world model imagines the next frame, the reward r̂ "
+           "and the discount γ̂; the real game plays the same actions beside it.")
 
 client = get_client()
 runs = runs_or_stop(client)
 
 col_run, col_ckpt, col_seed, col_k = st.columns([2, 1, 1, 1])
-run_id = col_run.selectbox("Run", [r["run_id"] for r in runs], key="play_run")
+run_id = run_picker([r["run_id"] for r in runs], col_run, "play_run")
 checkpoint = checkpoint_picker(client, run_id, col_ckpt, "play_checkpoint")
 seed = col_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="play_seed")
 policy_steps = col_k.number_input("Policy steps before", min_value=0, max_value=2000, value=0, step=1,
@@ -43,9 +48,10 @@ def reset(client: BackendClient) -> None:
     body = {"run_id": run_id, "checkpoint": checkpoint, "seed": int(seed), "real": True,
             "start": views.start_body("reset", int(policy_steps))}
     session = client.create_session(body)
-    st.session_state[GAME] = {"run_id": run_id, "seed": int(seed), "session": session["id"],
+    st.session_state[GAME] = {"run_id": run_id, "checkpoint": checkpoint, "seed": int(seed), "session": session["id"],
                               "meanings": session["action_meanings"], "points": session["points"],
-                              "checkpoint_step": session["checkpoint_step"], "error": None}
+                              "checkpoint_step": session["checkpoint_step"], "error": None, "driver": "human",
+                              "turn": 0}
 
 
 def act(client: BackendClient, game: dict[str, Any], action: int | None) -> None:
@@ -64,8 +70,16 @@ def undo(client: BackendClient, game: dict[str, Any]) -> None:
 
 
 def handle(command: str) -> None:
-    """A key or button: an action index, "policy" or "undo" (errors are shown, the dream stays as it was)."""
+    """A key or button: an action index, "policy" (one policy step), "undo", or who acts ("drive:policy",
+    "drive:human"). An action or undo takes the game back from the policy. Errors are shown, the dream stays as it
+    was, and the human acts again."""
     game = st.session_state[GAME]
+    game["turn"] = game.get("turn", 0) + 1  # the component waits for a new turn before its next policy step
+    if command.startswith("drive:"):
+        game["driver"] = "policy" if command == "drive:policy" else "human"
+        return
+    if command != "policy":
+        game["driver"] = "human"
     try:
         if command == "undo":
             undo(client, game)
@@ -73,6 +87,7 @@ def handle(command: str) -> None:
             act(client, game, None if command == "policy" else int(command))
         game["error"] = None
     except BackendError as exc:
+        game["driver"] = "human"
         game["error"] = exc.message + (" — the session expired: press Reset." if exc.status_code == 404 else "")
 
 
@@ -88,8 +103,14 @@ try:
 except BackendError as exc:
     st.error(exc.message)
 
-if st.session_state.get(GAME) is None:
+game = st.session_state.get(GAME)
+if game is None:
     st.info("Press **Reset** to start from a real frame.")
+    st.stop()
+if (game["run_id"], game.get("checkpoint")) != (run_id, checkpoint):  # only the picker's run is shown
+    shown = views.checkpoint_name(game["checkpoint"]) if "checkpoint" in game else f"step {game['checkpoint_step']}"
+    st.info(f"The last dream was of `{game['run_id']}` ({shown}): press **Reset** to play `{run_id}` "
+            f"({views.checkpoint_name(checkpoint)}).")
     st.stop()
 
 
@@ -115,10 +136,14 @@ def play_area() -> None:
         caption += " · the real episode has ended; the dream goes on"
     elif point["errors"] is not None and n:
         caption += f" · pixel error vs real {point['errors']['pixel']:.3f}"
+    driver = game.get("driver", "human")
+    if driver == "policy":
+        caption += " · the policy plays"
     keys = keymap(meanings)
     play_keys({"version": f"{game['session']}:{n}", "step": n, "frame": point["frame"],
                "real": None if point["real"] is None else point["real"]["frame"], "caption": caption,
-               "keymap": sorted(keys.items())}, key=KEYS, on_key=on_key)
+               "keymap": sorted(keys.items()), "driver": driver, "turn": game.get("turn", 0)},
+              key=KEYS, on_key=on_key)
     cols = st.columns(4)
     cols[0].metric("Step", n)
     cols[1].metric("r̂", f"{point['reward']:+.3f}" if n else "—")
@@ -130,7 +155,8 @@ def play_area() -> None:
     if n:
         st.caption("Actions so far: " + ", ".join(meanings[p["action"]] for p in moves[-30:]))
     names = {k if k != " " else "space": meanings[a] for k, a in keys.items() if not k.isdigit()}
-    st.caption("Keys: " + ", ".join(f"{k} → {v}" for k, v in names.items()) + "; digits → action index")
+    st.caption("Keys: " + ", ".join(f"{k} → {v}" for k, v in names.items()) + "; digits → action index; "
+               "p → one policy step; P → the policy plays / you play; Backspace → undo")
     export = {"run_id": game["run_id"], "checkpoint_step": game["checkpoint_step"], "seed": game["seed"],
               "actions": [p["action"] for p in moves], "rewards": [p["reward"] for p in moves],
               "discounts": [p["discount"] for p in moves]}

@@ -15,6 +15,7 @@ import streamlit as st
 from frontend import sweep_views as views
 from frontend.api_client import BackendError, get_client
 from frontend.charts import aggregate_figure, profile_figure
+from frontend.widgets import runs_picker
 
 SOURCES = ["Sweep", "Runs"]
 CACHE_TTL = 30  # seconds: reports of a live sweep change as its runs finish
@@ -46,9 +47,11 @@ def pick_runs(runs: list[dict[str, Any]]) -> tuple[str, ...]:
         st.info("No finished run yet: train one on the Train page, or launch a sweep.")
         st.stop()
     evaluated = [run_id for run_id, run in finished.items() if run.get("latest_eval_score") is not None]
-    run_ids = st.multiselect("Runs", list(finished), default=(evaluated or list(finished))[:1], key="report_runs",
-                             format_func=lambda r: f"{r} · {finished[r]['game']} · seed {finished[r]['seed']}",
-                             help="Finished runs, newest first; their final evaluations make the report")
+    # opens on the run chosen on another page when it has finished (an unfinished one is not "gone": no warning)
+    run_ids = runs_picker(list(finished), st.container(), "report_runs", default=(evaluated or list(finished))[:1],
+                          say_missing=False,
+                          format_func=lambda r: f"{r} · {finished[r]['game']} · seed {finished[r]['seed']}",
+                          help="Finished runs, newest first; their final evaluations make the report")
     if not run_ids:
         st.info("Pick at least one finished run.")
         st.stop()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from frontend.api_client import BackendError, get_client
 from frontend.charts import metric_lines, overlay, rows_to_points, score_chart
+from frontend.widgets import runs_picker
 
 FINAL_STATES = {"finished", "failed", "cancelled"}
 REFRESH = "3s"
@@ -125,8 +126,9 @@ if not all_runs:
     st.stop()
 
 by_id = {run["run_id"]: run for run in all_runs}
-run_ids = st.multiselect("Runs", list(by_id), default=[all_runs[0]["run_id"]], key="run_pick",
-                         help="Newest first; pick several to overlay their curves")
+run_ids = runs_picker(list(by_id), st.container(), "run_pick",
+                      help="Newest first; pick several to overlay their curves (the first is the run other pages "
+                           "open on)")
 if not run_ids:
     st.info("Pick at least one run.")
     st.stop()

@@ -38,8 +38,9 @@ def _play_keys() -> Any:
 
 
 def play_keys(data: dict[str, Any], key: str, on_key: Any) -> None:
-    """Mount the play keys; `on_key()` runs (before the rerun) when a key was pressed: read
-    `st.session_state[key].key` for `{"key": "<action index>" | "policy" | "undo"}`."""
+    """Mount the play keys; `on_key()` runs (before the rerun) when a key was pressed or the driver toggled: read
+    `st.session_state[key].key` for `{"key": "<action index>" | "policy" | "undo" | "drive:policy" | "drive:human"}`.
+    While `data["driver"]` is "policy", the component sends "policy" itself, one step after each new `data["turn"]`."""
     _play_keys()(data=data, key=key, on_key_change=on_key)
 
 

@@ -5,6 +5,10 @@
 // data: {version, tracks: [{id, label, frames, real, errors, actions, rewards, discounts, dones, restarted,
 //        latents, confidence}], meanings, latent_shape: [C, K], step, track, compare, fps}
 // Frames are base64 PNGs (64×64 grayscale). Timing of each switch goes to window.__dreamViewer (tests read it).
+//
+// Key-token frames: an attention heatmap of this dream elsewhere on the page (plotly) names the step and modality of
+// each of its columns in layout.meta.dream_tokens = {track, steps, modalities}; hovering a z token there shows that
+// step's frame (of that branch) beside the pointer, drawn from the frames decoded here, with no request.
 
 const SIZE = 192;
 const METRICS = [["pixel", "pixel MAE"], ["latent_ce", "latent CE"], ["reward", "|r̂ − r|"], ["discount", "|γ̂ − γ|"]];
@@ -63,6 +67,35 @@ function draw(view, bmp) {
   if (bmp) view.ctx.drawImage(bmp, 0, 0, SIZE, SIZE);
 }
 
+const TIP = 128;  // px of a key token's frame on hover
+
+function tokenTip() {
+  let tip = document.querySelector("[data-testid=dv-token-frame]");
+  if (!tip) {
+    const c = el("canvas", {width: TIP, height: TIP, style: "image-rendering: pixelated; display: block"});
+    tip = el("figure", {"data-testid": "dv-token-frame", style: "position: fixed; z-index: 100000; display: none; " +
+      "pointer-events: none; margin: 0; padding: 4px; background: #fff; color: #333; border: 1px solid #8888; " +
+      "border-radius: 4px; font: 12px sans-serif; text-align: center"}, [c, el("figcaption")]);
+    document.body.append(tip);
+  }
+  return tip;
+}
+
+function hideTokenTip() {
+  const tip = document.querySelector("[data-testid=dv-token-frame]");
+  if (tip) { tip.style.display = "none"; tip.dataset.step = ""; }
+}
+
+// One listener pair per plotly chart, whichever viewer is current when the hover comes (viewers are rebuilt
+// whenever the dream's frames change; the chart may outlive them).
+function watchChart(e) {
+  const gd = e.target && e.target.closest ? e.target.closest(".js-plotly-plot") : null;
+  if (!gd || gd.__dvTokens || typeof gd.on !== "function") return;
+  gd.__dvTokens = true;
+  gd.on("plotly_hover", (ev) => { if (window.__dvMain) window.__dvMain.showToken(gd, ev); else hideTokenTip(); });
+  gd.on("plotly_unhover", hideTokenTip);
+}
+
 function fmt(x, digits = 3) {
   return x === null || x === undefined ? "—" : Number(x).toFixed(digits);
 }
@@ -74,8 +107,39 @@ class Viewer {
     this.other = data.compare !== null && data.compare !== undefined ? data.compare : null;
     this.step = 0; this.playing = null; this.decoded = [];
     this.fps = data.fps || 8; this.metric = "pixel"; this.threshold = 0.05; this.alive = true;
-    window.__dreamViewer = window.__dreamViewer || {switches: 0, switchMs: []};
+    window.__dreamViewer = window.__dreamViewer || {switches: 0, switchMs: [], hoverMs: []};
     this.build();
+    if (!data.film) {  // the dream's own viewer serves the key-token frames of its attention charts
+      window.__dvMain = this;
+      document.addEventListener("pointerover", watchChart, true);
+    }
+  }
+
+  showToken(gd, ev) {
+    const t0 = performance.now();
+    const meta = gd.layout && gd.layout.meta && gd.layout.meta.dream_tokens;
+    const pt = ev && ev.points && ev.points[0];
+    if (!meta || !pt || !this.decoded.length) { hideTokenTip(); return; }
+    const col = Array.isArray(pt.pointNumber) ? pt.pointNumber[1] : pt.pointNumber;  // heatmap: [row, column]
+    const track = this.data.tracks.findIndex((tr) => tr.id === meta.track);
+    const step = meta.steps[col];
+    // a, r tokens: the hover text says it; a context step before the start has no frame in the page
+    if (meta.modalities[col] !== "z" || track < 0 || !(step >= 0 && step < this.decoded[track].frames.length)) {
+      hideTokenTip(); return;
+    }
+    const tip = tokenTip();
+    const ctx = tip.querySelector("canvas").getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this.decoded[track].frames[step], 0, 0, TIP, TIP);
+    tip.querySelector("figcaption").textContent = `z${step}: imagined frame`;
+    tip.dataset.step = String(step);
+    tip.dataset.track = meta.track;
+    tip.style.display = "block";
+    const e = ev.event || {clientX: 0, clientY: 0};
+    const w = TIP + 10, h = TIP + 28;  // above and left of the pointer: plotly's hover label goes to its right
+    tip.style.left = `${Math.max(0, e.clientX - w - 12)}px`;
+    tip.style.top = `${Math.max(0, e.clientY - h - 12)}px`;
+    window.__dreamViewer.hoverMs.push(performance.now() - t0);
   }
 
   async load() {
@@ -299,6 +363,11 @@ class Viewer {
 
   destroy() {
     this.alive = false;
+    if (window.__dvMain === this) {
+      window.__dvMain = null;
+      document.removeEventListener("pointerover", watchChart, true);
+      hideTokenTip();
+    }
     clearTimeout(this.urlTimer);
     this.stop();
     document.removeEventListener("keydown", this.keys, true);

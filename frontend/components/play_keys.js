@@ -1,11 +1,20 @@
 // Play keys: the keyboard drives a dream session. A key sends one trigger value {key, action} to the page (which
 // steps the session and sends the new frame back); the frames are drawn here. Keys come from the game's action
-// meanings (arrows, space = FIRE, digits = action index), `p` lets the policy act, Backspace undoes a step.
-// The time from a key press to the new frame on screen goes to window.__playKeys.latencies (tests read it).
+// meanings (arrows, space = FIRE, digits = action index), `p` lets the policy take one step, Backspace undoes one.
 //
-// data: {version, step, frame, real, meanings, keymap: [[key, action], ...], caption}
+// Who acts: the Human | Policy toggle (or `P`) hands the game to the policy, which then keeps stepping from here,
+// one step after the frame of the last one is in and at most `steps/s` a second, until switched back (the toggle,
+// `P`, or any action key or Backspace, which take over). The page keeps the choice (`data.driver`); a step that fails
+// hands the game back to the human.
+//
+// The time from a key press to the new frame on screen goes to window.__playKeys.latencies, that of a policy step
+// the toggle made to window.__playKeys.policyMs (tests read them).
+//
+// data: {version, step, frame, real, keymap: [[key, action], ...], caption, driver: "human" | "policy", turn}
+//       (turn counts the commands the page has handled: a new turn means the last one was answered)
 
 const SIZE = 256;
+const STEPS_PER_S = 8;
 
 function decode(b64) {
   const bin = atob(b64);
@@ -33,13 +42,67 @@ async function paint(ctx, b64) {
   if (b64) ctx.drawImage(await decode(b64), 0, 0, SIZE, SIZE);
 }
 
+function button(text, testid, onclick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  b.setAttribute("data-testid", testid);
+  b.addEventListener("click", onclick);
+  return b;
+}
+
+// The Human | Policy toggle and the policy's pace.
+function driverBar(view) {
+  const bar = document.createElement("div");
+  bar.className = "pk-driver";
+  const label = document.createElement("span");
+  label.textContent = "Who acts:";
+  view.humanBtn = button("Human", "pk-human", () => view.drive("human"));
+  view.policyBtn = button("Policy", "pk-policy", () => view.drive("policy"));
+  view.humanBtn.title = "You act, one key per step";
+  view.policyBtn.title = "The policy acts, step after step, until switched back (P toggles)";
+  const pace = document.createElement("label");
+  pace.textContent = " steps/s ";
+  const fps = document.createElement("input");
+  Object.assign(fps, {type: "number", min: 1, max: 30, value: view.fps});
+  fps.setAttribute("data-testid", "pk-fps");
+  fps.addEventListener("change", () => { view.fps = Math.max(1, Math.min(30, Number(fps.value) || STEPS_PER_S)); });
+  pace.append(fps);
+  bar.append(label, view.humanBtn, view.policyBtn, pace);
+  return bar;
+}
+
+function showDriver(view) {
+  const policy = view.driver() === "policy";
+  view.humanBtn.setAttribute("aria-pressed", String(!policy));
+  view.policyBtn.setAttribute("aria-pressed", String(policy));
+  view.root.dataset.driver = view.driver();
+}
+
+// The next policy step, when the policy drives (the page has confirmed it, and no switch back is on its way) and no
+// step is: at most fps a second. Two commands sent at once could reach the page as one rerun, losing the first.
+function policyDrives(view) {
+  return view.confirmed === "policy" && view.driver() === "policy" && !view.inflight && view.root.isConnected;
+}
+
+function schedule(view) {
+  clearTimeout(view.timer);
+  if (!policyDrives(view)) return;
+  const wait = Math.max(0, 1000 / view.fps - (performance.now() - view.lastSent));
+  view.timer = setTimeout(() => { if (policyDrives(view)) view.send("policy", true); }, wait);
+}
+
 export default function (component) {
   const {data, parentElement, setTriggerValue} = component;
   const host = parentElement.querySelector(".pk-host") || parentElement;
-  const stats = (window.__playKeys = window.__playKeys || {latencies: [], pending: null, sent: 0});
+  const stats = (window.__playKeys = window.__playKeys || {latencies: [], policyMs: [], pending: null, sent: 0});
   let view = host.__view;
   if (!view) {
     host.replaceChildren();
+    view = {root: host, fps: STEPS_PER_S, wanted: null, confirmed: "human", inflight: false, lastSent: 0, turn: null};
+    // the toggle's choice until the page confirms it, then the page's
+    view.driver = () => view.wanted ?? view.confirmed;
+    host.append(driverBar(view));
     const row = document.createElement("div");
     row.className = "pk-row";
     host.append(row);
@@ -47,14 +110,41 @@ export default function (component) {
     info.className = "pk-info";
     info.setAttribute("data-testid", "pk-info");
     host.append(info);
-    view = {imagined: canvas(row, "imagined"), real: canvas(row, "real"), info, root: host};
+    Object.assign(view, {imagined: canvas(row, "imagined"), real: canvas(row, "real"), info});
     host.setAttribute("data-testid", "play-keys");
     host.__view = view;
   }
+  // a command that makes a frame: timed from here to its frame on screen
+  view.send = (key, auto = false) => {
+    view.inflight = true;
+    view.lastSent = performance.now();
+    stats.pending = {t: view.lastSent, auto};
+    stats.sent += 1;
+    setTriggerValue("key", {key, nonce: stats.sent});
+  };
+  view.drive = (who) => {
+    view.wanted = who;
+    showDriver(view);
+    stats.sent += 1;
+    setTriggerValue("key", {key: `drive:${who}`, nonce: stats.sent});
+    clearTimeout(view.timer);  // the policy starts once the page has confirmed it (the next render)
+  };
+  if (data.turn !== view.turn) {  // the page answered the last command (a frame, or an error): the next may go
+    view.turn = data.turn;
+    view.inflight = false;
+  }
+  view.confirmed = data.driver || "human";
+  if (view.wanted === view.confirmed) view.wanted = null;
+  showDriver(view);
   view.keymap = new Map(data.keymap);  // pairs: a key like " " must survive the trip from Python
   const onKey = (e) => {
     const t = e.target && e.target.tagName;
     if (t === "INPUT" || t === "SELECT" || t === "TEXTAREA") return;
+    if (e.key === "P") {
+      e.preventDefault();
+      view.drive(view.driver() === "policy" ? "human" : "policy");
+      return;
+    }
     let key = null;
     if (e.key === "Backspace") key = "undo";
     else if (e.key === "p") key = "policy";
@@ -64,9 +154,12 @@ export default function (component) {
     // space on a focused button would also click it on keyup (a second step): take the focus away first
     if (t === "BUTTON" && e.target.blur) e.target.blur();
     if (e.repeat && stats.pending !== null) return;  // one step at a time: wait for the frame of the last press
-    stats.pending = performance.now();
-    stats.sent += 1;
-    setTriggerValue("key", {key, nonce: stats.sent});
+    if (key !== "policy" && view.driver() === "policy") {  // a human key takes over (the page does the same)
+      view.wanted = "human";
+      showDriver(view);
+      clearTimeout(view.timer);
+    }
+    view.send(key);
   };
   // capture phase: Streamlit's main area stops some keys (space) before they bubble up to the document
   document.removeEventListener("keydown", host.__onKey || (() => {}), true);
@@ -77,13 +170,18 @@ export default function (component) {
     Promise.all([paint(view.imagined, data.frame), paint(view.real, data.real)]).then(() => {
       host.dataset.step = String(data.step);
       if (stats.pending !== null) {
-        stats.latencies.push(performance.now() - stats.pending);
+        (stats.pending.auto ? stats.policyMs : stats.latencies).push(performance.now() - stats.pending.t);
         stats.pending = null;
       }
+      schedule(view);
     });
     view.info.textContent = data.caption;
+  } else {
+    view.info.textContent = data.caption;
+    schedule(view);
   }
   return () => {
+    clearTimeout(view.timer);
     document.removeEventListener("keydown", onKey, true);
   };
 }

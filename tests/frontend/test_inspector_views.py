@@ -76,3 +76,24 @@ def test_overview_figure_and_token_hover() -> None:
     assert heatmap.customdata[0][4] == "a0 = FIRE" and heatmap.customdata[0][5] == "r̂0 = +0.100"
     assert heatmap.customdata[0][0] == "z of the real context step"
     assert "pixel error vs real 0.200" in heatmap.customdata[0][6]
+
+
+def test_token_hover_names_each_key_and_its_step_for_the_viewer() -> None:
+    from frontend import inspect_views as views
+
+    points = [_point(0, 0.01), _point(1, 0.2), _point(2, 0.3)]
+    labels = [{"modality": m, "step": s, "relative_step": s - 1} for s in (0, 1) for m in ("z", "a", "r")]
+    reply = {"labels": labels, "head_mean": [[0.1] * 6, [0.2] * 6], "query_step": 1,
+             "weights": [[[0.1] * 6, [0.1] * 6], [[0.2] * 6, [0.2] * 6]]}
+    fig = iv.with_token_hover(views.attention_figure(reply), labels, points, ["NOOP", "FIRE"], "branch-7")
+    (heatmap,) = fig.data
+    assert len(heatmap.customdata) == 2 and list(heatmap.customdata[1]) == [
+        "z0 (pixel error vs real 0.010)", "a0 = FIRE", "r̂0 = +0.100", "z1 (pixel error vs real 0.200)", "a1 = FIRE",
+        "r̂1 = +0.100"]
+    assert "key %{x} · %{customdata}" in heatmap.hovertemplate
+    # what the dream viewer reads to draw a z token's frame on hover: the branch and each column's step
+    assert fig.layout.meta == {"dream_tokens": {"track": "branch-7", "steps": [0, 0, 0, 1, 1, 1],
+                                                "modalities": ["z", "a", "r", "z", "a", "r"]}}
+    heads = iv.with_token_hover(views.attention_heads_figure(reply), labels, points, ["NOOP", "FIRE"], "branch-7")
+    assert len(heads.data) == 2 and all(list(t.customdata[0]) == list(heatmap.customdata[0]) for t in heads.data)
+    assert iv.with_token_hover(views.attention_figure(reply), labels, points, ["NOOP", "FIRE"]).layout.meta is None

@@ -59,16 +59,32 @@ class Job:
     retries: int
     max_retries: int
     progress: Progress
+    resumable: bool = False
+    """Cancelled or failed with a checkpoint to resume from (what `resume` accepts)."""
+    queue_position: int | None = None
+    """1 for the next queued job to start, 2 for the one after it, ...; None unless queued."""
+    waiting_for: str | None = None
+    """Why a queued job has not started yet."""
 
 
-def to_job(row: sqlite3.Row) -> Job:
+def to_job(row: sqlite3.Row, queue_position: int | None = None, waiting_for: str | None = None) -> Job:
     status = safe_status(RunDir(row["run_dir"]))
     total = int(status.get("total_steps") or row["total_steps"])
     step = int(status.get("step") or 0)
     progress = Progress(step=step, total_steps=total, fraction=min(1.0, step / total) if total else 0.0,
                         phase=status.get("phase"), run_state=status.get("state"))
-    columns = {f.name: row[f.name] for f in fields(Job) if f.name not in ("overrides", "progress")}
-    return Job(**columns, overrides=json.loads(row["overrides"]), progress=progress)
+    columns = {f.name: row[f.name] for f in fields(Job) if f.name in row.keys()}  # noqa: SIM118 - sqlite3.Row
+    columns["overrides"] = json.loads(row["overrides"])
+    return Job(**columns, progress=progress, resumable=_resumable(row), queue_position=queue_position,
+               waiting_for=waiting_for)
+
+
+def _resumable(row: sqlite3.Row) -> bool:
+    if row["state"] not in ("cancelled", "failed"):
+        return False
+    from twm_core.checkpoint import latest_checkpoint  # lazy: imports torch
+
+    return latest_checkpoint(RunDir(row["run_dir"])) is not None
 
 
 def safe_status(run: RunDir) -> dict[str, Any]:

@@ -100,6 +100,14 @@ class JobStore:
         with self.db() as db:
             return db.execute("SELECT * FROM jobs WHERE state = ? ORDER BY queued_at, seq", (state,)).fetchall()
 
+    def jobs_of_run(self, run_id: str) -> list[sqlite3.Row]:
+        with self.db() as db:
+            return db.execute("SELECT * FROM jobs WHERE run_id = ?", (run_id,)).fetchall()
+
+    def delete_job(self, job_id: str) -> None:
+        with self.db() as db:
+            db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
     def update_job(self, job_id: str, **fields: Any) -> None:
         with self.db() as db:
             db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE job_id = ?",

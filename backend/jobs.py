@@ -35,7 +35,7 @@ from backend.job_records import ENDED_STATES, JOB_STATES, Job, JobConflict, JobN
 from backend.job_requests import InvalidJob, PreparedJob, prepare_job
 from backend.job_store import JobStore
 from backend.settings import Settings
-from twm_core.launch import attempt_leftovers, prepare_run, set_aside
+from twm_core.launch import RunInUse, attempt_leftovers, prepare_run, remove_run, set_aside
 from twm_core.run_dir import LIVE_STATES, RunDir, RunState, write_status
 
 __all__ = ["ENDED_STATES", "JOB_STATES", "InvalidJob", "Job", "JobConflict", "JobManager", "JobNotFound",
@@ -49,6 +49,8 @@ LOG_TAIL_LINES = 40
 FAILED_DIR = ".failed"
 """Under the runs directory: run directories of failed attempts that left no checkpoint, kept for their logs when a
 retry starts the run afresh."""
+TRASH_DIR = ".trash"
+"""Under the runs directory: where a deleted run is renamed to before its files are removed."""
 _STARTING_GRACE_S = 60.0
 
 
@@ -100,12 +102,40 @@ class JobManager:
             self._start_queued()
 
     def list_jobs(self, sweep_id: str | None = None) -> list[Job]:
-        """Every job (of one sweep when `sweep_id` is given), newest first."""
-        return [to_job(row) for row in self.store.jobs(sweep_id)]
+        """Every job (of one sweep when `sweep_id` is given), newest first; queued ones with their place."""
+        queue = self._queue()
+        return [self._job(row, queue) for row in self.store.jobs(sweep_id)]
 
     def get(self, job_id: str) -> Job:
         """The job `job_id`; raises `JobNotFound`."""
-        return to_job(self._row(job_id))
+        return self._job(self._row(job_id), self._queue())
+
+    def delete(self, job_id: str, with_run: bool = False) -> None:
+        """Forget an ended job (JobConflict unless ended); `with_run` also removes its run directory, unless another
+        job that has not ended trains it (`twm_core.launch.remove_run`)."""
+        with self._lock:
+            row = self._row(job_id)
+            if row["state"] not in ENDED_STATES:
+                raise JobConflict(f"job {job_id} is {row['state']}: cancel it before deleting it")
+            if with_run:
+                self.remove_run(row["run_id"], ignore_job=job_id)
+            self.store.delete_job(job_id)
+
+    def remove_run(self, run_id: str, ignore_job: str | None = None) -> None:
+        """Delete the run directory `run_id` (renamed into `<runs>/.trash` first); JobConflict while a job that has
+        not ended (other than `ignore_job`) trains it or its process is alive. A missing directory is no error."""
+        with self._lock:
+            busy = [r["job_id"] for r in self.store.jobs_of_run(run_id)
+                    if r["state"] not in ENDED_STATES and r["job_id"] != ignore_job]
+            if busy:
+                raise JobConflict(f"run {run_id} is trained by job {busy[0]}: cancel it first")
+            run = RunDir(self.settings.runs_dir / run_id)
+            if not (run.path.exists() or run.path.is_symlink()):
+                return
+            try:
+                remove_run(run, self.settings.runs_dir / TRASH_DIR)
+            except RunInUse as e:
+                raise JobConflict(str(e)) from e
 
     def cancel(self, job_id: str) -> Job:
         """Queued: cancelled at once. Running: SIGTERM (SIGKILL after the grace period, in `poll`)."""
@@ -288,6 +318,21 @@ class JobManager:
         if self.executor.kind != "local" or device not in ("auto", "cuda") or self.executor.gpu_count() < 2:
             return device
         return min((f"cuda:{i}" for i in range(self.executor.gpu_count())), key=busy.count)
+
+    def _queue(self) -> tuple[dict[str, int], str]:
+        """Place of each queued job of this executor (1 = next), and why the queue waits."""
+        queued = [row["job_id"] for row in self.store.jobs_in("queued") if self._ours(row)]
+        running = len([row for row in self.store.jobs_in("running") if self._ours(row)])
+        why = (f"{running} of {self.max_concurrent} job slot(s) busy ({self.executor.kind} executor; "
+               "TWM_MAX_CONCURRENT_JOBS sets the number)")
+        return {job_id: place for place, job_id in enumerate(queued, start=1)}, why
+
+    def _job(self, row: sqlite3.Row, queue: tuple[dict[str, int], str]) -> Job:
+        places, why = queue
+        place = places.get(row["job_id"])
+        if row["state"] == "queued" and place is None:
+            why = f"queued for the {row['executor']} executor, which this backend does not run"
+        return to_job(row, place, why if row["state"] == "queued" else None)
 
     def _row(self, job_id: str) -> sqlite3.Row:
         row = self.store.job(job_id)

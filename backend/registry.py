@@ -114,6 +114,13 @@ class ModelRegistry:
                 cache = self._starts[key] = StartCache(agent)
             return cache
 
+    def forget(self, run_id: str) -> None:
+        """Drop the loaded models of a run (it was deleted); sessions that hold one keep it until they end."""
+        with self._lock:
+            for key in [key for key in self._cache if key[0] == run_id]:
+                del self._cache[key]
+                self._starts.pop(key, None)
+
     def cached_keys(self) -> list[tuple[str, int]]:
         """Keys in the cache, least recently used first."""
         with self._lock:

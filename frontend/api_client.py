@@ -113,6 +113,12 @@ class BackendClient:
         return self._request("POST", f"/api/jobs/{job_id}/resume")
 
     # ---------------------------------------------------------------------------------------------- sweeps
+    def delete_job(self, job_id: str, delete_run: bool = False) -> None:
+        self._request("DELETE", f"/api/jobs/{job_id}", params={"delete_run": str(delete_run).lower()})
+
+    def delete_run(self, run_id: str) -> None:
+        self._request("DELETE", f"/api/runs/{run_id}")
+
     def create_sweep(self, games: list[str] | str, seeds: list[int] | str, preset: str, steps: int | None = None,
                      device: str | None = None, overrides: dict[str, Any] | None = None, max_retries: int = 1,
                      name: str | None = None) -> dict[str, Any]:

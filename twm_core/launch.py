@@ -10,17 +10,30 @@ config.json, and nothing about the config travels on a command line. `open_train
 - an earlier attempt trained but left no checkpoint: refused, since its metrics and replay chunks would mix with the
   new attempt's. `set_aside` moves such a directory away (kept for its logs) and prepares a fresh one from the
   same config.json bytes; the backend does that before a retry.
+
+`remove_run` deletes a run that no process writes any more: one rename into a trash directory (so readers see the
+whole run or none of it), then the files.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from twm_core.config import TWMConfig
-from twm_core.run_dir import RunDir, RunState, atomic_write, read_json, write_json_atomic, write_status
+from twm_core.run_dir import (
+    LIVE_STATES,
+    RunDir,
+    RunState,
+    atomic_write,
+    read_json,
+    read_run_status,
+    write_json_atomic,
+    write_status,
+)
 
 if TYPE_CHECKING:  # the trainer pulls in torch, gymnasium and ALE
     from twm_core.trainer import Trainer
@@ -92,3 +105,23 @@ def set_aside(run_dir: RunDir, aside: Path) -> RunDir:
         aside.rename(run_dir.path)
         raise
     return run_dir
+
+
+class RunInUse(RuntimeError):
+    """The run's training process is alive: it cannot be removed."""
+
+
+def remove_run(run_dir: RunDir, trash: Path) -> None:
+    """Delete `run_dir` unless its status says a live process writes it (RunInUse). The directory is renamed into
+    `trash` (on the same file system, e.g. `<runs>/.trash`) first, so it vanishes at once and whole; a symlink is
+    unlinked, never followed."""
+    status = read_run_status(run_dir)
+    if status is not None and status.state in LIVE_STATES:  # the stale rule already turned dead processes FAILED
+        raise RunInUse(f"run {run_dir.run_id} is {status.state} (pid {status.get('pid')}): cancel its job first")
+    if run_dir.path.is_symlink():
+        run_dir.path.unlink()
+        return
+    trash.mkdir(parents=True, exist_ok=True)
+    doomed = trash / f"{run_dir.run_id}.{time.time_ns()}"
+    run_dir.path.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)

@@ -25,7 +25,8 @@ the full Atari action set (18) is an upper bound for every game.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import torch
 
@@ -76,16 +77,25 @@ def check_layer_counts(cfg: TWMConfig) -> None:
 
 
 def count_parameters(cfg: TWMConfig, num_actions: int = MAX_ACTIONS) -> dict[str, int]:
-    """Parameter counts of `obs_model`, `dyn_model` and `actor_critic`, from models built on the meta device."""
+    """Parameter counts of `obs_model`, `dyn_model` and `actor_critic`, from models built on the meta device.
+
+    Cached by the sizes alone (the game, seed and preset name change no count), so a sweep of 130 jobs builds the
+    models once per distinct size, not once per job."""
+    check_layer_counts(cfg)
+    sizes_only = replace(cfg, seed=0, preset="", env=replace(cfg.env, game="-"))
+    return dict(_count_parameters(sizes_only, num_actions))
+
+
+@lru_cache(maxsize=32)
+def _count_parameters(cfg: TWMConfig, num_actions: int) -> tuple[tuple[str, int], ...]:
     from twm_core.models.actor_critic import ActorCritic  # lazy: the models import more than this module needs
     from twm_core.world_model import WorldModel
 
-    check_layer_counts(cfg)
     with torch.device("meta"):
         wm = WorldModel(cfg, num_actions)
         ac = ActorCritic(cfg.ac, num_actions, wm.z_dim, wm.h_dim)
-    return {name: sum(p.numel() for p in module.parameters())
-            for name, module in (("obs_model", wm.obs_model), ("dyn_model", wm.dyn_model), ("actor_critic", ac))}
+    return tuple((name, sum(p.numel() for p in module.parameters()))
+                 for name, module in (("obs_model", wm.obs_model), ("dyn_model", wm.dyn_model), ("actor_critic", ac)))
 
 
 def replay_bytes(cfg: TWMConfig) -> int:

@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from backend import runs
-from backend.deps import SettingsDep
+from backend.deps import JobsDep, RegistryDep, SettingsDep
+from backend.jobs import JobConflict
 from backend.schemas.runs import (
     CheckpointList,
     MetricsPage,
@@ -60,6 +61,19 @@ RunDep = Annotated[RunDir, Depends(_run)]
 def list_runs(settings: SettingsDep) -> RunList:
     """Every run directory (a folder with config.json), newest first; a damaged one is listed with its reason."""
     return RunList(runs=runs.list_run_summaries(settings.runs_dir))
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses={404: {"description": "Unknown run"}, 409: {"description": "A job or process trains it"}})
+def delete_run(run: RunDep, jobs: JobsDep, registry: RegistryDep) -> Response:
+    """Delete the run directory and everything in it (renamed away first, so it vanishes whole); 409 while a job
+    that has not ended trains it, or its training process is alive (a CLI run). Its jobs stay, their run gone."""
+    try:
+        jobs.remove_run(run.run_id)
+    except JobConflict as e:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
+    registry.forget(run.run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{run_id}", response_model=RunDetail)

@@ -76,6 +76,12 @@ class JobStatus(BaseModel):
     """Automatic retries after failures so far (sweep jobs are retried up to `max_retries`)."""
     max_retries: int
     progress: JobProgress
+    resumable: bool = False
+    """Cancelled or failed, with a checkpoint to resume from: what `POST .../resume` accepts."""
+    queue_position: int | None = None
+    """Queued jobs: 1 for the next to start, 2 for the one after, ...; None otherwise."""
+    waiting_for: str | None = None
+    """Queued jobs: why it has not started (busy slots, or an executor this backend does not run)."""
 
 
 class JobList(BaseModel):

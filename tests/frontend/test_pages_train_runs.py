@@ -198,4 +198,25 @@ def test_train_form_starts_a_job_that_can_be_cancelled_and_resumed(page_app: Pag
     assert at.button(key="cancel_job").disabled and not at.button(key="resume_job").disabled
     ran_clean(at.button(key="resume_job").click().run())
     assert f"Resumed job `{job['job_id']}`: attempt 2" in texts(at.success)
-    httpx.post(f"{dashboard_env}/api/jobs/{job['job_id']}/cancel", timeout=10)  # the fixture kills what is left
+    ran_clean(at.run())  # the buttons of the run that resumed were drawn before the resume
+    assert at.button(key="delete_job").disabled and at.button(key="resume_job").disabled  # running
+    assert f"Its run: `{job['run_id']}` on the Runs page." in texts(at.caption)  # a lone page: no navigation
+    assert at.dataframe[0].value.iloc[0]["open"] == f"./runs?run={job['run_id']}"
+
+    # Stop it again, then delete it: Keep leaves everything; Delete with the box ticked removes the run files too.
+    wait_job(dashboard_env, job["job_id"], lambda j: j["state"] != "running" or j["progress"]["run_state"] not in
+             (None, "queued", "starting"))
+    ran_clean(at.button(key="cancel_job").click().run())
+    wait_job(dashboard_env, job["job_id"], lambda j: j["state"] in ("finished", "failed", "cancelled"))
+    ran_clean(at.run())
+    ran_clean(at.button(key="delete_job").click().run())
+    assert f"Delete job `{job['job_id']}`?" in texts(at.warning)
+    ran_clean(at.button(key="keep_job").click().run())
+    assert not at.warning and httpx.get(f"{dashboard_env}/api/jobs/{job['job_id']}", timeout=10).status_code == 200
+    ran_clean(at.button(key="delete_job").click().run())
+    at.checkbox(key="delete_with_run").check()
+    ran_clean(at.button(key="confirm_delete_job").click().run())
+    assert f"Deleted job `{job['job_id']}` and its run `{job['run_id']}`" in texts(at.success)
+    assert httpx.get(f"{dashboard_env}/api/jobs/{job['job_id']}", timeout=10).status_code == 404
+    assert httpx.get(f"{dashboard_env}/api/runs/{job['run_id']}", timeout=10).status_code == 404
+    assert not Path(job["run_dir"]).exists()

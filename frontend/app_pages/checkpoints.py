@@ -1,15 +1,56 @@
-"""Checkpoints: every run on disk, and for the picked one its checkpoints, scores summary, status and config."""
+"""Checkpoints: every run on disk, and for the picked one its checkpoints, scores summary, status and config; open a
+checkpoint in the Inspector, Imagine, Attention, Play or Calibration, or delete the run (after confirmation)."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from frontend.api_client import BackendError, get_client
 from frontend.widgets import run_picker, runs_or_stop
+
+PAGES = Path(__file__).parent
+OPEN_IN = {"Inspector": "inspector.py", "Imagine": "imagine.py", "Attention": "attention.py", "Play": "play.py",
+           "Calibration": "calibration.py"}
+CONFIRM = "ckpt_confirm_delete"
+
+
+def open_in(run_id: str, checkpoint: int | None) -> None:
+    """Links that open the run at `checkpoint` (None: the latest) on each inspection page (the shared selection)."""
+    params = {"run": run_id, **({"ckpt": str(checkpoint)} if checkpoint is not None else {})}
+    columns = st.columns(len(OPEN_IN))
+    for column, (title, page) in zip(columns, OPEN_IN.items(), strict=True):
+        try:
+            column.page_link(PAGES / page, label=f"Open in {title}", query_params=params)
+        except StreamlitAPIException:  # a lone page (tests) has no navigation
+            column.caption(f"{title}: ?{'&'.join(f'{k}={v}' for k, v in params.items())}")
+
+
+def delete_run(client: Any, run_id: str) -> None:
+    """Delete the run after a confirmation step (the backend refuses while a job or process trains it)."""
+    if st.button("Delete this run…", key="delete_run"):
+        st.session_state[CONFIRM] = run_id
+    if st.session_state.get(CONFIRM) != run_id:
+        return
+    st.warning(f"Delete run `{run_id}` with all its files (metrics, checkpoints, replay)? This cannot be undone.")
+    left, right, _ = st.columns([1, 1, 4])
+    if left.button("Delete", key="confirm_delete_run", type="primary"):
+        st.session_state.pop(CONFIRM, None)
+        try:
+            client.delete_run(run_id)
+        except BackendError as exc:
+            st.error(exc.message)
+            return
+        st.session_state["ckpt_deleted"] = run_id
+        st.rerun()
+    if right.button("Keep", key="keep_run"):
+        st.session_state.pop(CONFIRM, None)
+        st.rerun()
 
 
 def _when(unix: float | None) -> str:
@@ -64,6 +105,8 @@ def config_sections(config: dict[str, Any], status: dict[str, Any] | None) -> No
 
 st.title("Checkpoints")
 client = get_client()
+if deleted := st.session_state.pop("ckpt_deleted", None):
+    st.success(f"Deleted run `{deleted}`")
 runs = runs_or_stop(client, "No runs yet: start one on the Train page (or with `twm train` on the command line).")
 
 st.dataframe(run_rows(runs), hide_index=True)
@@ -79,6 +122,9 @@ st.markdown(f"**{run_id}** — {detail['state']} · step {detail['step']}/{detai
 st.subheader("Checkpoints")
 if detail["checkpoints"]:
     st.dataframe(checkpoint_rows(detail["checkpoints"]), hide_index=True)
+    steps = [ckpt["step"] for ckpt in reversed(detail["checkpoints"])]
+    step = st.selectbox("Checkpoint to open", steps, key="ckpt_open", help="Newest first")
+    open_in(run_id, step)
 else:
     st.info("No checkpoints yet.")
 st.subheader("Scores")
@@ -87,3 +133,5 @@ st.subheader("Config")
 st.download_button("Download config.json", json.dumps(detail["config"], indent=2), file_name=f"{run_id}-config.json",
                    mime="application/json")
 config_sections(detail["config"], detail["status"])
+st.subheader("Manage")
+delete_run(client, run_id)

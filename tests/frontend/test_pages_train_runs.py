@@ -129,6 +129,29 @@ def test_checkpoints_page_lists_checkpoints_scores_and_config(page_app: PageApp,
     assert "`status.json`" in labels
     shown = [json.loads(element.proto.body) for element in at.json]
     assert config["env"] in shown and config["train"] in shown
+    # Each checkpoint opens on the inspection pages (the shared run/checkpoint selection; a lone page shows targets).
+    assert at.selectbox(key="ckpt_open").options == ["200", "100"]
+    at.selectbox(key="ckpt_open").select(100)
+    ran_clean(at.run())
+    assert f"Inspector: ?run={debug_run_id}&ckpt=100" in texts(at.caption)
+    assert f"Play: ?run={debug_run_id}&ckpt=100" in texts(at.caption)
+
+
+def test_checkpoints_page_deletes_a_run_after_confirmation(page_app: PageApp, dashboard_env: str, runs_root: Path,
+                                                           debug_run: Path) -> None:
+    doomed = runs_root / "zz-doomed-copy"
+    shutil.copytree(debug_run, doomed)
+    os.utime(doomed / "config.json")  # the newest run: the page opens on it
+    at = ran_clean(page_app("app_pages/checkpoints.py").run())
+    assert at.selectbox(key="ckpt_run").value == doomed.name
+    ran_clean(at.button(key="delete_run").click().run())
+    assert f"Delete run `{doomed.name}`" in texts(at.warning)
+    ran_clean(at.button(key="keep_run").click().run())
+    assert not at.warning and doomed.exists()
+    ran_clean(at.button(key="delete_run").click().run())
+    ran_clean(at.button(key="confirm_delete_run").click().run())
+    assert f"Deleted run `{doomed.name}`" in texts(at.success)
+    assert not doomed.exists() and at.selectbox(key="ckpt_run").value != doomed.name
 
 
 # ------------------------------------------------------------------------------------------------ unreachable

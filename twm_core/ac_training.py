@@ -11,8 +11,8 @@ import torch
 from twm_core import losses
 from twm_core.imagination import ImaginedTrajectory
 from twm_core.models.actor_critic import ActorCritic
-from twm_core.models.fastpaths import autocast, module_device
 from twm_core.optim import make_adam, optimizer_step
+from twm_core.performance import autocast, module_device
 
 Metrics = dict[str, torch.Tensor]
 

@@ -22,7 +22,7 @@ import torch
 from twm_core.checkpoint import CheckpointError, load_checkpoint
 from twm_core.config import TWMConfig
 from twm_core.models.actor_critic import ActorCritic
-from twm_core.models.fastpaths import apply_performance_settings
+from twm_core.performance import apply_performance_settings
 from twm_core.replay import ReplayBuffer
 from twm_core.run_dir import RunDir
 from twm_core.world_model import WorldModel

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from twm_core.agent import Agent
-from twm_core.models.fastpaths import autocast
+from twm_core.performance import autocast
 from twm_core.replay import ReplayBuffer
 
 Latent = Literal["sample", "argmax"]

@@ -5,33 +5,27 @@ As in the reference (`jrobine/twm` `twm/replay_buffer.py` `step`), the true fina
 discarded: after a done, row i+1's observation is the reset observation. Index `size` holds the newest
 observation (no action yet).
 
-Only the newest frame of each F-frame stack is stored, with a per-step `stack_reset` flag (the env
-refilled its stack with F copies of that frame): the stack of step i is frames[max(i-F+1, k) .. i] with k the
-latest reset <= i, leading frames repeating frame k. That is 4x less memory than the reference's stored
-stacks (100k steps: ~410 MB, not 1.6 GB).
+Observations are stored as single frames with a per-step `stack_reset` flag (`twm_core.frame_stacks`): 4x less
+memory than the reference's stored stacks.
 
-Persistence is append-only: `flush(dir)` writes the rows added since the last flush as
-`chunk_{start:09d}_{end:09d}.npz` (rows [start, end) plus frames start..end). A training checkpoint stores
-`state_dict()` (size and visit counts); resuming is `ReplayBuffer.load(dir, capacity, upto=state["size"])`
-then `load_state_dict(state)`.
+Persistence (append-only chunk files) is `twm_core.replay_store`: the buffer hands out and takes back rows
+(`export_rows`, `restore_rows`) and remembers which are on disk (`unsaved_from`). A checkpoint stores `state_dict()`
+(size, visit counts); resuming is `replay_store.load(dir, capacity, upto=state["size"])`, then `load_state_dict`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from twm_core import faults
-
-_CHUNK_RE = re.compile(r"^chunk_(\d{9})_(\d{9})\.npz$")
+from twm_core.frame_stacks import FrameStacks
 
 
 @dataclass
@@ -53,36 +47,6 @@ class ReplayBatch:
         return ReplayBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
-class _Chunk(NamedTuple):
-    start: int
-    end: int
-    path: Path
-
-
-def _list_chunks(directory: Path) -> list[_Chunk]:
-    found = []
-    for path in directory.iterdir() if directory.is_dir() else []:
-        if (m := _CHUNK_RE.match(path.name)) is not None and int(m[1]) < int(m[2]):
-            found.append(_Chunk(int(m[1]), int(m[2]), path))
-    return sorted(found)
-
-
-def _chain(chunks: list[_Chunk]) -> list[_Chunk]:
-    """The contiguous run of chunks from row 0.
-
-    Of two chunks with the same start the shorter wins: duplicates only arise when `flush` truncates a stale
-    chunk, and the truncated copy is written before the original is removed.
-    """
-    by_start: dict[int, _Chunk] = {}
-    for c in chunks:
-        by_start[c.start] = min(by_start.get(c.start, c), c)
-    chain, pos = [], 0
-    while pos in by_start:
-        chain.append(by_start[pos])
-        pos = by_start[pos].end
-    return chain
-
-
 class ReplayBuffer:
     """Preallocated single-frame storage, visit counts, and balanced sampling softmax(-visits/τ)."""
 
@@ -98,9 +62,7 @@ class ReplayBuffer:
         self.device = torch.device(device)
         self.check_stacks = check_stacks
         dev, n = self.device, capacity
-        self._frames = torch.zeros(n + 1, frame_size, frame_size, dtype=torch.uint8, device=dev)
-        self._stack_reset = torch.zeros(n + 1, dtype=torch.bool, device=dev)
-        self._stack_start = torch.zeros(n + 1, dtype=torch.long, device=dev)  # latest reset index ≤ i
+        self._obs = FrameStacks(n + 1, frame_stack, frame_size, dev)  # observations 0..size
         self._actions = torch.zeros(n, dtype=torch.long, device=dev)
         self._rewards = torch.zeros(n, dtype=torch.float32, device=dev)
         self._terminated = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -118,11 +80,10 @@ class ReplayBuffer:
 
     def reset_obs(self, obs: np.ndarray | Tensor, stack_reset: bool = True) -> None:
         """Set (or replace) the current observation, e.g. at the start; the first needs `stack_reset=True`."""
-        obs = self._as_stack(obs)
+        obs = self._obs.as_stack(obs)
         if not stack_reset and self._size == 0:
             raise ValueError("stack_reset must be True for the first observation (older frames are unknown)")
-        self._check_stack(obs, self._size - 1, stack_reset)
-        self._put_obs(self._size, obs, stack_reset)
+        self._obs.put(self._size, obs, stack_reset, check=self.check_stacks)
         self._has_obs = True
 
     def add(self, action: int, reward: float, terminated: bool, truncated: bool,
@@ -133,56 +94,25 @@ class ReplayBuffer:
         i = self._size
         if i >= self.capacity:
             raise ValueError(f"buffer is full: capacity={self.capacity}")
-        next_obs = self._as_stack(next_obs)
-        self._check_stack(next_obs, i, next_stack_reset)
+        next_obs = self._obs.as_stack(next_obs)
+        self._obs.put(i + 1, next_obs, next_stack_reset, check=self.check_stacks)  # checks before it writes
         self._actions[i], self._rewards[i] = int(action), float(reward)
         self._terminated[i], self._truncated[i] = bool(terminated), bool(truncated)
-        self._put_obs(i + 1, next_obs, next_stack_reset)
         self._size = i + 1
 
     def current_obs(self) -> Tensor:
         """The newest stacked observation, (F, S, S) uint8: what the agent acts on."""
         if not self._has_obs:
             raise ValueError("no observation yet: call reset_obs(obs, stack_reset=True) first")
-        return self._stack(torch.tensor(self._size, device=self.device))
-
-    def _as_stack(self, obs: np.ndarray | Tensor) -> Tensor:
-        obs = torch.as_tensor(np.asarray(obs) if not isinstance(obs, Tensor) else obs, device=self.device)
-        expected = (self.frame_stack, self.frame_size, self.frame_size)
-        if obs.shape != expected or obs.dtype != torch.uint8:
-            raise ValueError(f"obs must be uint8 of shape {expected}, got {obs.dtype} {tuple(obs.shape)}")
-        return obs
-
-    def _check_stack(self, obs: Tensor, prev: int, stack_reset: bool) -> None:
-        """The stack must follow the rebuild rule, else sampled stacks would differ from what was seen."""
-        if not self.check_stacks:
-            return
-        if stack_reset:
-            expected = obs[-1].expand_as(obs)
-        else:
-            expected = torch.cat([self._stack(torch.tensor(prev, device=self.device))[1:], obs[-1:]])
-        if not torch.equal(obs, expected):
-            raise ValueError(f"obs breaks the frame-stack rule (stack_reset={stack_reset}): with a reset all "
-                             "frames must equal the newest, otherwise the previous stack shifted by one")
-
-    def _put_obs(self, i: int, obs: Tensor, stack_reset: bool) -> None:
-        self._frames[i] = obs[-1]
-        self._stack_reset[i] = stack_reset
-        self._stack_start[i] = i if stack_reset else self._stack_start[i - 1]
+        return self._obs.get(torch.tensor(self._size, device=self.device))
 
     # ---------------------------------------------------------------------------------------------- reading
-    def _stack(self, idx: Tensor) -> Tensor:
-        offsets = torch.arange(1 - self.frame_stack, 1, device=self.device)
-        src = idx.unsqueeze(-1) + offsets  # (..., F)
-        src = torch.maximum(src, self._stack_start[idx].unsqueeze(-1))  # repeat the frame of the last reset
-        return self._frames[src]  # (..., F, S, S)
-
     def get_obs(self, indices: Tensor) -> Tensor:
         """Stacked observations of arbitrary indices in [0, size]. Shapes: (...) -> (..., F, S, S) uint8."""
         indices = torch.as_tensor(indices, dtype=torch.long, device=self.device)
         if indices.numel() and (indices.min() < 0 or indices.max() > self._size):
             raise ValueError(f"indices must lie in [0, size={self._size}]")
-        return self._stack(indices)
+        return self._obs.get(indices)
 
     def num_valid_starts(self, sequence_length: int) -> int:
         """Starts s with s + ℓ - 1 < size, as the reference's `n = size - sequence_length + 1`."""
@@ -232,7 +162,7 @@ class ReplayBuffer:
         rows = rows.clamp(min=0)
         obs_rows = torch.cat([rows, rows[:, -1:] + 1], dim=1) if return_next_obs else rows  # (B, P+T+1)
         return ReplayBatch(
-            obs=self._stack(obs_rows),  # (B, P+T+1, F, S, S)
+            obs=self._obs.get(obs_rows),  # (B, P+T+1, F, S, S)
             actions=self._actions[rows].masked_fill(before, 0),  # 0 = noop
             rewards=self._rewards[rows].masked_fill(before, 0.0),
             terminated=self._terminated[rows],
@@ -264,7 +194,7 @@ class ReplayBuffer:
         if not 0 < n <= self._size:
             raise ValueError(f"n must be in [1, size={self._size}], got {n}")
         idx = torch.multinomial(torch.ones(self._size), n, replacement=False, generator=generator)
-        return self._stack(idx.to(self.device))
+        return self._obs.get(idx.to(self.device))
 
     # ---------------------------------------------------------------------------------------------- metrics
     @property
@@ -284,8 +214,8 @@ class ReplayBuffer:
 
     def nbytes(self) -> int:
         """Bytes held by the preallocated storage (100k capacity at 64×64: about 410 MB)."""
-        tensors = (self._frames, self._stack_reset, self._stack_start, self._actions, self._rewards,
-                   self._terminated, self._truncated, self._visits)
+        tensors = (*self._obs.tensors(), self._actions, self._rewards, self._terminated, self._truncated,
+                   self._visits)
         return sum(t.element_size() * t.nelement() for t in tensors)
 
     def interrupt_episode(self, obs: np.ndarray | Tensor) -> None:
@@ -300,7 +230,15 @@ class ReplayBuffer:
         self._flushed = min(self._flushed, self._size - 1)
         self.reset_obs(obs, stack_reset=True)
 
-    # ------------------------------------------------------------------------------------------ persistence
+    def mark_interrupted(self, rows: Iterable[int]) -> None:
+        """Mark `rows` truncated: the last rows of episodes that earlier resumes cut (`interrupt_episode`). The
+        chunks flushed after each cut hold the flag already; nothing is marked for rewriting."""
+        for row in rows:
+            if not 0 <= row < self._size:
+                raise ValueError(f"row {row} is not in [0, size={self._size})")
+            self._truncated[row] = True
+
+    # ------------------------------------------------------------------ persistence (twm_core.replay_store)
     def state_dict(self) -> dict[str, Any]:
         """Size and visit counts (the frames live in chunks); safe for `torch.load(weights_only=True)`."""
         return {"format_version": 1, "size": self._size, "visits": self._visits[: self._size].clone()}
@@ -312,95 +250,56 @@ class ReplayBuffer:
         self._visits.zero_()
         self._visits[: self._size] = state["visits"].to(torch.long)
 
-    def flush(self, directory: Path | str) -> int:
-        """Append rows not yet on disk as one chunk; returns the number of rows written.
+    @property
+    def unsaved_from(self) -> int:
+        """The first row not known to be in the chunk directory (rows before it are, as of the last flush or load;
+        `interrupt_episode` moves it back to rewrite a row)."""
+        return self._flushed
 
-        Chunks on disk beyond the rows this buffer knows are there (left by a run that crashed after the
-        checkpoint this buffer was loaded from) are stale: they are deleted, and a chunk straddling the
-        boundary is replaced by a truncated copy (written before the original is removed), so the chain of
-        chunks stays contiguous.
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        for tmp in directory.glob(".chunk_*.tmp"):  # half-written leftovers of a crash (never read as chunks)
-            tmp.unlink()
-        chunks = _list_chunks(directory)
-        chain = _chain(chunks)
-        known = min(self._flushed, chain[-1].end if chain else 0)
-        keep = {c for c in chain if c.end <= known}
-        straddler = next((c for c in chain if c.start < known < c.end), None)
-        for c in chunks:
-            if c not in keep and c != straddler:
-                c.path.unlink()
-        if straddler is not None:
-            self._write_chunk(directory, straddler.start, known)
-            straddler.path.unlink()
-        written = self._size - known
-        if written > 0:
-            self._write_chunk(directory, known, self._size)
+    def mark_saved(self) -> None:
+        """Every row is now in the chunk directory (after a flush)."""
         self._flushed = self._size
-        return written
 
-    def _write_chunk(self, directory: Path, start: int, end: int) -> None:
-        name = f"chunk_{start:09d}_{end:09d}.npz"
-        tmp = directory / f".{name}.tmp"
-        arrays = {
-            "frames": self._frames[start: end + 1], "stack_reset": self._stack_reset[start: end + 1],
+    def export_rows(self, start: int, end: int) -> dict[str, Tensor]:
+        """Rows [start, end) and frames start..end (the last row's next observation too), as a chunk stores them.
+
+        Shapes: frames (n+1, S, S) uint8, stack_reset (n+1,) bool, actions (n,) int64, rewards (n,) float32,
+        terminated, truncated (n,) bool, with n = end - start.
+        """
+        if not 0 <= start <= end <= self._size:
+            raise ValueError(f"rows [{start}, {end}) are not within [0, size={self._size}]")
+        return {
+            "frames": self._obs.frames[start: end + 1], "stack_reset": self._obs.stack_reset[start: end + 1],
             "actions": self._actions[start:end], "rewards": self._rewards[start:end],
             "terminated": self._terminated[start:end], "truncated": self._truncated[start:end],
         }
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: v.cpu().numpy() for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        faults.reached("replay.chunk_before_rename")
-        os.replace(tmp, directory / name)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
+
+    def restore_rows(self, parts: Iterable[tuple[int, int, Mapping[str, np.ndarray]]], size: int) -> None:
+        """Fill rows [0, size) and observation `size` from `(start, n, arrays)` parts: the first n rows (n+1 frames)
+        of arrays laid out as `export_rows` gives them, put at row `start`. The buffer then holds exactly those rows,
+        all of them saved."""
+        for start, n, arrays in parts:
+            rows, frames = slice(start, start + n), slice(start, start + n + 1)
+            self._obs.frames[frames] = torch.from_numpy(arrays["frames"][: n + 1]).to(self.device)
+            self._obs.stack_reset[frames] = torch.from_numpy(arrays["stack_reset"][: n + 1]).to(self.device)
+            for name in ("actions", "rewards", "terminated", "truncated"):
+                getattr(self, f"_{name}")[rows] = torch.from_numpy(arrays[name][:n]).to(self.device)
+        if not bool(self._obs.stack_reset[0]):
+            raise ValueError("row 0 of the chunks is not a stack reset")
+        self._obs.rebuild_starts(size + 1)
+        self._size, self._has_obs, self._flushed = size, True, size
+
+    def flush(self, directory: Path | str) -> int:
+        """Append the rows not yet on disk as one chunk: `twm_core.replay_store.flush(self, directory)`."""
+        from twm_core import replay_store  # imported here: the store builds on this module
+
+        return replay_store.flush(self, directory)
 
     @classmethod
     def load(cls, directory: Path | str, capacity: int, upto: int | None = None, frame_stack: int = 4,
              frame_size: int = 64, temperature: float = 20.0,
              device: torch.device | str = "cpu") -> ReplayBuffer:
-        """Rebuild a buffer from the chunk chain in `directory`: rows [0, upto) and observation `upto`.
+        """Rows [0, upto) and observation `upto` from the chunks in `directory`: `twm_core.replay_store.load`."""
+        from twm_core import replay_store  # imported here: the store builds on this module
 
-        Chunks beyond `upto` are ignored (a chunk straddling it is read partially); visit counts start at
-        zero, restore them with `load_state_dict`.
-        """
-        directory = Path(directory)
-        chain = _chain(_list_chunks(directory))
-        if not chain:
-            raise ValueError(f"directory {str(directory)!r} holds no chunk starting at row 0")
-        available = chain[-1].end
-        upto = available if upto is None else upto
-        if not 0 <= upto <= available:
-            raise ValueError(f"upto must be in [0, {available}] (rows on disk), got {upto}")
-        if upto > capacity:
-            raise ValueError(f"capacity={capacity} is smaller than the {upto} rows to load")
-        buf = cls(capacity, frame_stack, frame_size, temperature, device)
-        for c in chain:
-            if c.start >= upto and c.start > 0:
-                break
-            n = min(c.end, upto) - c.start
-            with np.load(c.path) as data:
-                if data["frames"].shape[1:] != (frame_size, frame_size):
-                    raise ValueError(f"frame_size={frame_size} does not match frames of shape "
-                                     f"{data['frames'].shape} in {c.path}")
-                buf._put_rows(c.start, n, {k: data[k] for k in data.files})
-        if not bool(buf._stack_reset[0]):
-            raise ValueError("row 0 of the chunks is not a stack reset")
-        idx = torch.arange(upto + 1, device=buf.device)
-        reset_idx = torch.where(buf._stack_reset[: upto + 1], idx, torch.zeros_like(idx))
-        buf._stack_start[: upto + 1] = torch.cummax(reset_idx, dim=0).values  # latest reset ≤ i
-        buf._size, buf._has_obs, buf._flushed = upto, True, upto
-        return buf
-
-    def _put_rows(self, start: int, n: int, data: dict[str, np.ndarray]) -> None:
-        rows, frames = slice(start, start + n), slice(start, start + n + 1)
-        self._frames[frames] = torch.from_numpy(data["frames"][: n + 1]).to(self.device)
-        self._stack_reset[frames] = torch.from_numpy(data["stack_reset"][: n + 1]).to(self.device)
-        for name in ("actions", "rewards", "terminated", "truncated"):
-            getattr(self, f"_{name}")[rows] = torch.from_numpy(data[name][:n]).to(self.device)
+        return replay_store.load(directory, capacity, upto, frame_stack, frame_size, temperature, device)

@@ -5,17 +5,15 @@ A run's result is the mean raw score of its final evaluation (the `final_eval` r
 compares it with the TWM paper on the same games: "TWM (paper)" from the authors' per-run scores (so it gets CIs),
 and DER, CURL, DrQ(eps), SPR, SimPLe from Table 1's per-game means (point estimates only).
 
-Runs are read through `twm_core.run_reader`, so a damaged run never breaks the report: a bad line is skipped and
-counted (the run stays in, listed under `meta.damaged`), a run whose config.json cannot be read is left out and
-listed under `meta.skipped`, each with its reason.
+Runs are read through `twm_core.run_results` (its names are re-exported here), so a damaged run never breaks the
+report: a bad line is skipped and counted (the run stays in, listed under `meta.damaged`), a run whose config.json
+cannot be read is left out and listed under `meta.skipped`, each with its reason.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,24 @@ from typing import Any
 import numpy as np
 
 from twm_core import stats
-from twm_core.run_dir import RunDir, RunState, atomic_write, describe_error, list_runs, write_json_atomic
-from twm_core.run_reader import RunReader
+from twm_core.file_io import atomic_write, write_json_atomic
+from twm_core.run_results import (
+    RunResult,
+    SkippedRun,
+    collect_run_result,
+    collect_runs,
+    expand_run_dirs,
+    printable,
+    read_run_result,
+)
+
+__all__ = [
+    "OURS", "TWM_PAPER", "TABLE1_METHODS", "PAPER_COLUMNS", "DEFAULT_TAUS", "Reference", "load_reference",
+    "human_normalized", "aggregate_with_ci", "paper_aggregates", "build_report", "report_markdown", "report_format",
+    "write_report",
+    # the runs' results, from twm_core.run_results
+    "RunResult", "SkippedRun", "read_run_result", "collect_run_result", "expand_run_dirs", "collect_runs",
+]
 
 OURS = "ours"
 TWM_PAPER = "TWM (paper)"
@@ -38,28 +52,6 @@ Reference = Mapping[str, Mapping[str, Any]]
 """Game -> {"random", "human", "TWM", "DER", ..., "TWM_runs": [...]} (the data file's "games")."""
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """The final evaluation of one run."""
-
-    run_id: str
-    game: str
-    seed: int
-    score: float
-    """Mean raw score over the final-evaluation episodes."""
-    episodes: int
-    damaged: str | None = None
-    """What was wrong in the run's files although the result could be read (bad lines skipped), else None."""
-
-
-@dataclass(frozen=True)
-class SkippedRun:
-    """A path given to the report that has no usable result, and why."""
-
-    path: Path
-    reason: str
-
-
 def load_reference() -> dict[str, dict[str, Any]]:
     """Random, human and published scores per game (twm_core/data/atari100k-scores.json, packaged data)."""
     text = resources.files("twm_core.data").joinpath("atari100k-scores.json").read_text(encoding="utf-8")
@@ -69,107 +61,6 @@ def load_reference() -> dict[str, dict[str, Any]]:
 def human_normalized(score: float, ref: Mapping[str, Any]) -> float:
     """(score − random) / (human − random)."""
     return (score - ref["random"]) / (ref["human"] - ref["random"])
-
-
-# ----------------------------------------------------------------------------------------------- reading runs
-def read_run_result(run_dir: Path | RunDir) -> RunResult | str:
-    """The run's final-evaluation result, or the reason it has none (a one-line string); never raises.
-
-    Files are read tolerantly (`twm_core.run_reader`): bad lines are skipped and counted, and the result of a run
-    read despite them carries the damage in `damaged`; a config.json that cannot be read leaves the run out.
-    """
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
-    reader = RunReader(run)
-    try:
-        result = _final_result(reader)
-    except OSError as exc:  # the directory itself (not a file in it) cannot be read
-        return f"unreadable run directory: {describe_error(exc)}"
-    damage = reader.damaged
-    if isinstance(result, RunResult):
-        return replace(result, damaged=_printable(damage)) if damage else result
-    return _printable(f"{result} ({damage})" if damage and not result.startswith("damaged") else result)
-
-
-def _final_result(reader: RunReader) -> RunResult | str:
-    run = reader.run
-    if not run.exists():
-        return "not a directory"
-    if not os.path.lexists(run.config_path):
-        return "no config.json (not a run directory)"
-    config, identity = reader.config(), reader.identity()
-    if not config and reader.problems:
-        return f"damaged: {reader.damaged}"
-    if identity.game is None or identity.seed is None:
-        return "config.json lacks env.game or seed"
-    rows = reader.scores("final_eval")
-    if not rows:
-        status = reader.status()
-        state = status.reported if status else RunState.UNKNOWN
-        if status is not None and not status.final and state is not RunState.UNKNOWN:
-            return f"no final evaluation yet (run is {state})"
-        return f"no final evaluation (state: {state})"
-    last_step = max(row.step for row in rows)
-    rows = [row for row in rows if row.step == last_step]
-    train = config.get("train")
-    expected = train.get("final_eval_episodes") if isinstance(train, dict) else None
-    if isinstance(expected, int) and not isinstance(expected, bool) and expected > 0:
-        if len(rows) < expected:
-            return f"final evaluation incomplete: {len(rows)} of {expected} episodes"
-        # A crash between writing the rows and the checkpoint repeats the evaluation on resume: keep the last set.
-        rows = rows[-expected:]
-    scores = [row.score for row in rows]
-    if any(score is None for score in scores):
-        return "final evaluation has a non-finite score"
-    return RunResult(_printable(run.run_id), identity.game, identity.seed, float(np.mean(scores)), len(scores))
-
-
-def _printable(text: str) -> str:
-    """`text` as valid Unicode: a directory name that is not UTF-8 keeps its bytes as `\\udcxx` escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def collect_run_result(run_dir: Path | RunDir) -> RunResult | None:
-    """The run's final-evaluation result, or None without one (`read_run_result` says why)."""
-    result = read_run_result(run_dir)
-    return result if isinstance(result, RunResult) else None
-
-
-def expand_run_dirs(paths: Iterable[Path | str]) -> tuple[list[Path], list[SkippedRun]]:
-    """Run directories among `paths`: a path holding config.json is a run, any other directory is searched one
-    level down for runs (`list_runs`: a damaged config.json still makes a run, to be skipped with its reason).
-    Duplicates are dropped; paths with no run are returned as skipped."""
-    found: dict[Path, None] = {}  # ordered set
-    skipped: list[SkippedRun] = []
-    for path in map(Path, paths):
-        try:
-            if os.path.lexists(RunDir(path).config_path):
-                found.setdefault(path.resolve())
-                continue
-            if not path.is_dir():
-                skipped.append(SkippedRun(path, "not a directory"))
-                continue
-            children = sorted(run.path for run in list_runs(path))
-        except OSError as exc:  # e.g. a directory we may not list
-            skipped.append(SkippedRun(path, f"unreadable: {describe_error(exc)}"))
-            continue
-        if not children:
-            skipped.append(SkippedRun(path, "no run directories (no config.json here or one level down)"))
-        for child in children:
-            found.setdefault(child.resolve())
-    return list(found), skipped
-
-
-def collect_runs(paths: Iterable[Path | str]) -> tuple[list[RunResult], list[SkippedRun]]:
-    """Results of every run under `paths` (see `expand_run_dirs`), and the runs skipped with their reasons."""
-    run_dirs, skipped = expand_run_dirs(paths)
-    results: list[RunResult] = []
-    for run_dir in run_dirs:
-        result = read_run_result(run_dir)
-        if isinstance(result, RunResult):
-            results.append(result)
-        else:
-            skipped.append(SkippedRun(run_dir, result))
-    return results, skipped
 
 
 # ----------------------------------------------------------------------------------------------- aggregates
@@ -261,7 +152,7 @@ def build_report(results: Sequence[RunResult], reference: Reference | None = Non
         "num_runs": len(results), "num_games": len(games),
         "games_missing": sorted(set(reference) - set(by_game)), "reps": reps, "confidence": confidence,
         "seed": seed, "note": _note(common, excluded, reps, confidence),
-        "skipped": [{"run_id": _printable(s.path.name or str(s.path)), "reason": _printable(s.reason)}
+        "skipped": [{"run_id": printable(s.path.name or str(s.path)), "reason": printable(s.reason)}
                     for s in skipped],
         "damaged": [{"run_id": r.run_id, "reason": r.damaged} for r in results if r.damaged]}}
 

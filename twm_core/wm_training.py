@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from twm_core import losses
-from twm_core.models.fastpaths import apply_performance_settings, autocast, module_device
 from twm_core.models.observation import preprocess_obs
 from twm_core.optim import make_adam, optimizer_step
+from twm_core.performance import apply_performance_settings, autocast, module_device
 from twm_core.replay import ReplayBatch
 from twm_core.world_model import WorldModel
 

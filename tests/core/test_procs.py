@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from twm_core.recorder import rss_mb as _rss_mb
 from twm_core.run_dir import pid_alive
-from twm_core.trainer import _rss_mb
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-# Two commands: `make run` (backend + dashboard) and `make test` (ruff + pytest). Both set up .venv on first use.
+# Two commands: `make run` (backend + dashboard) and `make test` (ruff + mypy + pytest). Both set up .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,10 +11,12 @@ run: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -77,7 +77,7 @@ def apply_performance_settings(train: TrainConfig, *modules: nn.Module) -> None:
     for module in modules:
         if getattr(module, "_performance_settings", None) == settings:
             continue
-        module.amp = train.amp
+        cast(Any, module).amp = train.amp  # read back by the update functions that get no config
         for m in module.modules():
             if isinstance(m, RelativeMultiheadSelfAttention):
                 m.fused_attention = train.fused_attention
@@ -88,4 +88,4 @@ def apply_performance_settings(train: TrainConfig, *modules: nn.Module) -> None:
                     m.compile()
                 elif not train.compile:
                     m._compiled_call_impl = None  # back to eager
-        module._performance_settings = settings
+        cast(Any, module)._performance_settings = settings

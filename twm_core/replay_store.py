@@ -92,7 +92,7 @@ def flush(buffer: ReplayBuffer, directory: Path | str) -> int:
 def _write_chunk(buffer: ReplayBuffer, directory: Path, start: int, end: int) -> None:
     arrays = {name: value.cpu().numpy() for name, value in buffer.export_rows(start, end).items()}
     with atomic_write(directory / f"chunk_{start:09d}_{end:09d}.npz") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         faults.reached("replay.chunk_before_rename")
 
 

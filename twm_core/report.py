@@ -68,7 +68,7 @@ def _interval(value: float, ci: tuple[float, float] | None) -> dict[str, float |
     return {"value": float(value), "ci_low": None if ci is None else ci[0], "ci_high": None if ci is None else ci[1]}
 
 
-def aggregate_with_ci(scores_per_game: Sequence[np.ndarray], reps: int, seed: int,
+def aggregate_with_ci(scores_per_game: list[np.ndarray], reps: int, seed: int,
                       confidence: float = 0.95) -> dict[str, dict[str, float | None]]:
     """Every aggregate of `stats.AGGREGATES` with its stratified-bootstrap CI (`reps=0`: no CI)."""
     return {name: _interval(float(fn(scores_per_game)), stats.stratified_bootstrap_ci(

@@ -90,7 +90,8 @@ def _final_result(reader: RunReader) -> RunResult | str:
     scores = [row.score for row in rows]
     if any(score is None for score in scores):
         return "final evaluation has a non-finite score"
-    return RunResult(printable(run.run_id), identity.game, identity.seed, float(np.mean(scores)), len(scores))
+    finite = [score for score in scores if score is not None]
+    return RunResult(printable(run.run_id), identity.game, identity.seed, float(np.mean(finite)), len(finite))
 
 
 def printable(text: str) -> str:

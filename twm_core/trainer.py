@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import traceback
 
+import numpy as np
 import torch
 
 from twm_core import pretrain, training_state
@@ -51,7 +52,7 @@ class Trainer:
         self.generator = seed_everything(cfg.seed, cfg.deterministic)
         self.counters = Counters()
         self.env = make_env(cfg.env, seed=derive_seed(cfg.seed, "env"))
-        self.num_actions = int(self.env.action_space.n)
+        self.num_actions = int(self.env.action_space.n)  # type: ignore[attr-defined]  # a Discrete space
         self.wm = WorldModel(cfg, self.num_actions).to(self.device)
         self.ac = ActorCritic(cfg.ac, self.num_actions, self.wm.z_dim, self.wm.h_dim).to(self.device)
         apply_performance_settings(cfg.train, self.wm, self.ac)
@@ -167,7 +168,7 @@ class Trainer:
             if self.replay.size - c.last_eval >= self.cfg.train.eval_every:
                 self._evaluate(final=False)
             reward, done = self._last_transition
-            action = runner.act(self.replay.current_obs()[None].to(self.device), [reward], [done])
+            action = runner.act(self.replay.current_obs()[None].to(self.device), np.array([reward]), np.array([done]))
             self._env_step(int(action[0]))
             c.step_counter += 1
             if self.stopped:
@@ -233,7 +234,7 @@ class Trainer:
             if info.get("game_over", True) or truncated:  # a score is a whole game (all lives)
                 self._end_episode()
             obs, info = self.env.reset()
-        reward = float(transform_reward(reward, self.cfg.env))
+        reward = float(transform_reward(float(reward), self.cfg.env))
         self.replay.add(action, reward, terminated, truncated, obs, bool(info.get("stack_reset", False)))
         self._last_transition = (reward, bool(terminated or truncated))
         if self.replay.size % self.cfg.train.log_every == 0:

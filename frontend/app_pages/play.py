@@ -2,9 +2,17 @@
 
 "Reset" starts a session (`POST /api/sessions`). Then the keyboard drives it: the arrows and space (FIRE) for the
 game's actions, digits for any action index, `p` for one step of the policy, Backspace to undo (a fork one step
-back). Each key is one O(1) step (`.../step`, the new point only) and reruns only the play fragment; the buttons do
-the same. The component's Human | Policy toggle (or `P`) hands the game to the policy, which keeps stepping until
-switched back; an action key or Backspace takes over. The real emulator plays the same actions beside the dream
+back). Each key is one O(1) step and reruns only the play fragment; the buttons do the same.
+
+Speculative prefetch (exact): while the human plays, after each step the page forks the session at the current step
+once per action (`.../fork` with that action: the point `step(action)` would give, the same random numbers) and
+hands those candidate frames to the component, which draws the chosen one at the key press, without a round trip.
+The page then adopts that fork as the session (its points are the session's plus the new one) and deletes the
+others and the old session (in the background); a key pressed before the candidates are in takes the plain path
+(one `.../step`).
+
+The component's Human | Policy toggle (or `P`) hands the game to the policy, which keeps stepping (the plain path)
+until switched back; an action key or Backspace takes over. The real emulator plays the same actions beside the dream
 while its episode lasts; there is no step limit. A session is deterministic: the same seed and keys give the same
 frames.
 """
@@ -12,6 +20,7 @@ frames.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import streamlit as st
@@ -22,7 +31,8 @@ from frontend.components import keymap, play_keys
 from frontend.widgets import checkpoint_picker, run_picker, runs_or_stop
 
 # {"run_id", "checkpoint", "seed", "session": id, "meanings", "points", "checkpoint_step", "error",
-#  "driver": "human" | "policy", "turn": commands handled so far}
+#  "driver": "human" | "policy", "turn": commands handled so far,
+#  "candidates": {"key": "<session>:<step>", "forks": {action: {"session": fork id, "point": its new point}}} | None}
 GAME = "play_game"
 KEYS = "play_keys"
 
@@ -48,14 +58,81 @@ def reset(client: BackendClient) -> None:
     body = {"run_id": run_id, "checkpoint": checkpoint, "seed": int(seed), "real": True,
             "start": views.start_body("reset", int(policy_steps))}
     session = client.create_session(body)
+    old = st.session_state.get(GAME)
+    if old is not None:
+        drop_candidates(client, old)
+        forget(client, old["session"])
     st.session_state[GAME] = {"run_id": run_id, "checkpoint": checkpoint, "seed": int(seed), "session": session["id"],
                               "meanings": session["action_meanings"], "points": session["points"],
                               "checkpoint_step": session["checkpoint_step"], "error": None, "driver": "human",
-                              "turn": 0}
+                              "turn": 0, "candidates": None}
+
+
+@st.cache_resource
+def background() -> ThreadPoolExecutor:
+    """Threads for the prefetch's forks (sent at once) and the deletes (not waited for)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="play")
+
+
+def _delete(client: BackendClient, session_id: str) -> None:
+    try:
+        client.delete_session(session_id)
+    except BackendError:
+        pass  # gone already, or the backend away: nothing to do
+
+
+def forget(client: BackendClient, session_id: str) -> None:
+    """Delete a session the page no longer needs, in the background."""
+    background().submit(_delete, client, session_id)
+
+
+def candidates_key(game: dict[str, Any]) -> str:
+    return f"{game['session']}:{len(game['points']) - 1}"
+
+
+def drop_candidates(client: BackendClient, game: dict[str, Any], keep: str | None = None) -> None:
+    """Delete the prefetched forks (all but `keep`)."""
+    for fork in (game.get("candidates") or {}).get("forks", {}).values():
+        if fork["session"] != keep:
+            forget(client, fork["session"])
+    game["candidates"] = None
+
+
+def prefetch(client: BackendClient, game: dict[str, Any]) -> None:
+    """The next point under every action: one fork per action at the current step (the point `step(action)` would
+    give there). A failure leaves no candidates: the keys take the plain path."""
+    if (game.get("candidates") or {}).get("key") == candidates_key(game):
+        return
+    drop_candidates(client, game)
+    n, forks, failed = len(game["points"]) - 1, {}, False
+    asked = [background().submit(client.fork_session, game["session"], {"step": n, "action": a})
+             for a in range(len(game["meanings"]))]
+    for action, reply in enumerate(asked):
+        try:
+            fork = reply.result()
+        except BackendError:
+            failed = True
+            continue
+        forks[action] = {"session": fork["id"], "point": fork["points"][-1]}
+    if failed:
+        for fork in forks.values():
+            forget(client, fork["session"])
+        return
+    game["candidates"] = {"key": candidates_key(game), "forks": forks}
 
 
 def act(client: BackendClient, game: dict[str, Any], action: int | None) -> None:
-    """One step (the given action, or the policy's when None); keep it only if the backend answers."""
+    """One step (the given action, or the policy's when None); keep it only if the backend answers. A prefetched
+    fork of that action becomes the session (the same point, no model work); the session it forked from goes."""
+    candidates = game.get("candidates") or {}
+    fork = candidates.get("forks", {}).get(action) if candidates.get("key") == candidates_key(game) else None
+    if fork is not None:
+        old = game["session"]
+        drop_candidates(client, game, keep=fork["session"])
+        game.update(session=fork["session"], points=game["points"] + [fork["point"]])
+        forget(client, old)
+        return
+    drop_candidates(client, game)
     reply = client.step_session(game["session"]) if action is None else \
         client.step_session(game["session"], actions=[action])
     game["points"] = game["points"][: reply["since"]] + reply["points"]
@@ -66,6 +143,8 @@ def undo(client: BackendClient, game: dict[str, Any]) -> None:
     if len(game["points"]) < 2:
         return
     fork = client.fork_session(game["session"], {"step": len(game["points"]) - 2})
+    drop_candidates(client, game)
+    forget(client, game["session"])
     game.update(session=fork["id"], points=fork["points"])
 
 
@@ -114,6 +193,34 @@ if (game["run_id"], game.get("checkpoint")) != (run_id, checkpoint):  # only the
     st.stop()
 
 
+def real_frame(point: dict[str, Any]) -> str | None:
+    return None if point["real"] is None else point["real"]["frame"]
+
+
+def caption(point: dict[str, Any], n: int, meanings: list[str], driver: str) -> str:
+    text = f"step {n}"
+    if n:
+        text += f" · {meanings[point['action']]} · r̂ {point['reward']:+.3f} · γ̂ {point['discount']:.3f}"
+    if point["real"] is None:
+        text += " · the real episode has ended; the dream goes on"
+    elif point["errors"] is not None and n:
+        text += f" · pixel error vs real {point['errors']['pixel']:.3f}"
+    if driver == "policy":
+        text += " · the policy plays"
+    return text
+
+
+def candidates_data(game: dict[str, Any]) -> dict[str, Any] | None:
+    """What the component draws at once on an action key: per action the next frame, real frame and caption."""
+    candidates = game.get("candidates")
+    if candidates is None or candidates["key"] != candidates_key(game):
+        return None
+    n, meanings = len(game["points"]), game["meanings"]
+    return {"key": candidates["key"], "step": n - 1,
+            "frames": [[a, f["point"]["frame"], real_frame(f["point"]), caption(f["point"], n, meanings, "human")]
+                       for a, f in sorted(candidates["forks"].items())]}
+
+
 @st.fragment
 def play_area() -> None:
     game = st.session_state[GAME]
@@ -129,21 +236,16 @@ def play_area() -> None:
     points = game["points"]
     n = len(points) - 1
     point, moves = points[-1], points[1:]
-    caption = f"step {n}"
-    if n:
-        caption += f" · {meanings[point['action']]} · r̂ {point['reward']:+.3f} · γ̂ {point['discount']:.3f}"
-    if point["real"] is None:
-        caption += " · the real episode has ended; the dream goes on"
-    elif point["errors"] is not None and n:
-        caption += f" · pixel error vs real {point['errors']['pixel']:.3f}"
     driver = game.get("driver", "human")
-    if driver == "policy":
-        caption += " · the policy plays"
+    if driver == "human":
+        prefetch(client, game)
+    else:
+        drop_candidates(client, game)  # the policy plays on the plain path
     keys = keymap(meanings)
-    play_keys({"version": f"{game['session']}:{n}", "step": n, "frame": point["frame"],
-               "real": None if point["real"] is None else point["real"]["frame"], "caption": caption,
-               "keymap": sorted(keys.items()), "driver": driver, "turn": game.get("turn", 0)},
-              key=KEYS, on_key=on_key)
+    play_keys({"version": candidates_key(game), "session": game["session"], "step": n, "frame": point["frame"],
+               "real": real_frame(point), "caption": caption(point, n, meanings, driver),
+               "keymap": sorted(keys.items()), "driver": driver, "turn": game.get("turn", 0),
+               "candidates": candidates_data(game)}, key=KEYS, on_key=on_key)
     cols = st.columns(4)
     cols[0].metric("Step", n)
     cols[1].metric("r̂", f"{point['reward']:+.3f}" if n else "—")

@@ -135,7 +135,7 @@ async def fork_session(session_id: str, body: ForkRequest, sessions: SessionsDep
         edits = {e.categorical: e.category for e in body.latent}
         child = entry.session.fork(body.step, body.action, edits or None, body.seed)
         step_many(child, body.steps, None)
-        return _body(sessions.add(child, entry.run_id, entry.checkpoint_step, (entry.id, body.step)))
+        return _body(sessions.add(child, entry.run_id, entry.checkpoint_step, (entry.id, body.step)), body.since)
 
     return await _with_session(pool, sessions, session_id, work, SessionBody, status.HTTP_201_CREATED)
 

@@ -57,6 +57,8 @@ class ForkRequest(_Request):
     """Another seed resamples the fork's future; by default it shares the parent's random numbers."""
     steps: int = Field(0, ge=0, le=MAX_STEPS_PER_CALL)
     """Policy steps to take after the action."""
+    since: int = Field(0, ge=0)
+    """Return the fork's points from this index on (`step + 1`: only the new ones; the rest are the parent's)."""
 
 
 class FuturesRequest(_Request):

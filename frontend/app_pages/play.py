@@ -105,7 +105,7 @@ def prefetch(client: BackendClient, game: dict[str, Any]) -> None:
         return
     drop_candidates(client, game)
     n, forks, failed = len(game["points"]) - 1, {}, False
-    asked = [background().submit(client.fork_session, game["session"], {"step": n, "action": a})
+    asked = [background().submit(client.fork_session, game["session"], {"step": n, "action": a, "since": n + 1})
              for a in range(len(game["meanings"]))]
     for action, reply in enumerate(asked):
         try:

@@ -82,6 +82,8 @@ def test_same_seed_same_points_and_fork_equals_a_replay(client: TestClient, debu
     again = call(client, "GET", f"/{replay['id']}")
     assert trace(again["points"]) == trace(fork["points"])
     assert trace(call(client, "GET", f"/{a['id']}")["points"]) == trace(a["points"]), "the parent changed"
+    only_new = call(client, "POST", f"/{a['id']}/fork", 201, json={"step": 4, "action": 3, "steps": 2, "since": 5})
+    assert only_new["since"] == 5 and trace(only_new["points"]) == trace(fork["points"][5:])
     edit = call(client, "POST", f"/{a['id']}/fork", 201, json={"step": 2, "latent": [
         {"categorical": 0, "category": (a["points"][2]["latent"][0] + 1) % a["latent_shape"][1]}]})
     assert edit["points"][2]["edited"] and edit["points"][2]["latent"][0] != a["points"][2]["latent"][0]

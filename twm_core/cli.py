@@ -157,7 +157,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from twm_core.report import build_report, collect_runs, report_format, report_markdown, write_report
+    from twm_core.report import build_report, collect_runs, presets_of, report_format, report_markdown, write_report
 
     if args.out:
         report_format(args.out)  # a bad suffix fails before any work
@@ -166,8 +166,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"skipped {skip.path}: {skip.reason}", file=sys.stderr)
     if not results:
         raise ValueError(f"no usable runs: none of the {len(skipped)} run(s) or path(s) given has a final evaluation")
-    report = build_report(results, reps=args.reps, seed=args.seed, skipped=skipped)
+    report = build_report(results, reps=args.reps, seed=args.seed, skipped=skipped, preset=args.preset)
     print(report_markdown(report), end="")
+    others = [name for name in presets_of(results) if name != report["meta"]["preset"]]
+    if others:
+        print(f"runs of other presets are left out (a report never pools presets): {', '.join(others)}; "
+              f"report them with --preset NAME", file=sys.stderr)
     if args.out:
         print(f"report written to {write_report(report, args.out)}", file=sys.stderr)
     return 0
@@ -215,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="also write the report: .json or .md")
     report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (0: no CIs)")
     report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    report.add_argument("--preset", default=None, help="the preset to report (default: atari100k when present, "
+                        "else the one with the most runs); runs of other presets are listed as left out")
     report.set_defaults(func=cmd_report)
 
     # Commands from other packages of this distribution (`twm sweep` is the backend's: it drives its job

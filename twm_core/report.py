@@ -33,7 +33,8 @@ from twm_core.run_results import (
 )
 
 __all__ = [
-    "OURS", "TWM_PAPER", "TABLE1_METHODS", "PAPER_COLUMNS", "DEFAULT_TAUS", "Reference", "load_reference",
+    "OURS", "PAPER_PRESET", "presets_of", "TWM_PAPER", "TABLE1_METHODS", "PAPER_COLUMNS", "DEFAULT_TAUS",
+    "Reference", "load_reference",
     "human_normalized", "aggregate_with_ci", "paper_aggregates", "build_report", "report_markdown", "report_format",
     "write_report",
     # the runs' results, from twm_core.run_results
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 OURS = "ours"
+PAPER_PRESET = "atari100k"
+"""The one preset whose runs may be compared with the paper's numbers."""
+UNKNOWN_PRESET = "unknown"
 TWM_PAPER = "TWM (paper)"
 TABLE1_METHODS: tuple[str, ...] = ("DER", "CURL", "DrQ(eps)", "SPR", "SimPLe")
 """Baselines of the paper's Table 1 with per-game means only."""
@@ -120,15 +124,33 @@ def _game_entry(game: str, runs: list[RunResult], ref: Mapping[str, Any] | None)
     }
 
 
+def presets_of(results: Sequence[RunResult]) -> list[str]:
+    """The presets among `results`, the paper's (`atari100k`) first, then by number of runs."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.preset or UNKNOWN_PRESET] = counts.get(r.preset or UNKNOWN_PRESET, 0) + 1
+    return sorted(counts, key=lambda name: (name != PAPER_PRESET, -counts[name], name))
+
+
 def build_report(results: Sequence[RunResult], reference: Reference | None = None, reps: int = 2000, seed: int = 0,
-                 confidence: float = 0.95, skipped: Sequence[SkippedRun] = ()) -> dict[str, Any]:
-    """A JSON-serialisable report: games, aggregates (ours and the paper's methods, on our games that have
-    reference scores), performance profiles, and meta (with `skipped`: the runs left out, and `damaged`: the runs
-    in it whose files had bad lines, each as {run_id, reason}). `reps=0` leaves every CI null."""
+                 confidence: float = 0.95, skipped: Sequence[SkippedRun] = (),
+                 preset: str | None = None) -> dict[str, Any]:
+    """A JSON-serialisable report of the runs of ONE preset: games, aggregates (ours and the paper's methods, on our
+    games that have reference scores), performance profiles, and meta (`preset`; `comparable`: whether the preset
+    is the paper's method, so that the numbers can stand beside the paper's; `skipped`: the runs left out, runs of
+    other presets included, and `damaged`: the runs in it whose files had bad lines, each as {run_id, reason}).
+    `preset=None` takes `atari100k` when present, else the preset with the most runs. `reps=0`: no CIs."""
     if not results:
         raise ValueError("no run results to report")
     if reps < 0:
         raise ValueError(f"reps must be >= 0, got {reps}")
+    preset = preset or presets_of(results)[0]
+    others = [r for r in results if (r.preset or UNKNOWN_PRESET) != preset]
+    results = [r for r in results if (r.preset or UNKNOWN_PRESET) == preset]
+    if not results:
+        raise ValueError(f"no run of preset {preset!r} to report")
+    skipped = [*skipped, *(SkippedRun(Path(r.run_id), f"preset {r.preset or UNKNOWN_PRESET!r}: a report never pools "
+                                      f"presets (this one is {preset!r})") for r in others)]
     reference = load_reference() if reference is None else reference
     canonical = {game.lower(): game for game in reference}  # config.json keeps the game as typed ("pong")
     by_game: dict[str, list[RunResult]] = {}
@@ -148,10 +170,15 @@ def build_report(results: Sequence[RunResult], reference: Reference | None = Non
             profile[method] = _profile_entry(scores, DEFAULT_TAUS, reps if method == TWM_PAPER else 0, seed,
                                              confidence)
     excluded = [entry["game"] for entry in games if entry["paper"] is None]
+    comparable = preset == PAPER_PRESET
+    note = _note(common, excluded, reps, confidence)
+    if not comparable:
+        note = (f"Preset {preset!r} is not the paper's method (only {PAPER_PRESET!r} is): these scores are NOT "
+                f"comparable to the paper's, they sit beside them for orientation only. {note}")
     return {"games": games, "aggregates": aggregates, "profile": profile, "meta": {
-        "num_runs": len(results), "num_games": len(games),
+        "num_runs": len(results), "num_games": len(games), "preset": preset, "comparable": comparable,
         "games_missing": sorted(set(reference) - set(by_game)), "reps": reps, "confidence": confidence,
-        "seed": seed, "note": _note(common, excluded, reps, confidence),
+        "seed": seed, "note": note,
         "skipped": [{"run_id": printable(s.path.name or str(s.path)), "reason": printable(s.reason)}
                     for s in skipped],
         "damaged": [{"run_id": r.run_id, "reason": r.damaged} for r in results if r.damaged]}}
@@ -189,8 +216,10 @@ def _with_ci(entry: Mapping[str, float | None]) -> str:
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown: a per-game table (raw scores, HNS) and an aggregates table with CIs."""
     meta = report["meta"]
-    lines = ["## Per-game scores (raw; HNS = human-normalized)", "",
-             "| Game | Runs | Ours | Ours HNS | TWM (paper) | TWM HNS | " + " | ".join(TABLE1_METHODS) + " |",
+    lines = ["## Per-game scores (raw; HNS = human-normalized)", ""]
+    if not meta.get("comparable", True):
+        lines += [f"**Preset `{meta['preset']}`: not the paper's method, not comparable to its numbers.**", ""]
+    lines += ["| Game | Runs | Ours | Ours HNS | TWM (paper) | TWM HNS | " + " | ".join(TABLE1_METHODS) + " |",
              "| --- | ---: |" + " ---: |" * (4 + len(TABLE1_METHODS))]
     for g in report["games"]:
         paper, paper_hns = g["paper"] or {}, g["paper_hns"] or {}

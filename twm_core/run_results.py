@@ -32,6 +32,8 @@ class RunResult:
     episodes: int
     damaged: str | None = None
     """What was wrong in the run's files although the result could be read (bad lines skipped), else None."""
+    preset: str | None = None
+    """The config preset the run was built from (a report never pools presets)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def _final_result(reader: RunReader) -> RunResult | str:
     if any(score is None for score in scores):
         return "final evaluation has a non-finite score"
     finite = [score for score in scores if score is not None]
-    return RunResult(printable(run.run_id), identity.game, identity.seed, float(np.mean(finite)), len(finite))
+    return RunResult(printable(run.run_id), identity.game, identity.seed, float(np.mean(finite)), len(finite),
+                     preset=identity.preset)
 
 
 def printable(text: str) -> str:

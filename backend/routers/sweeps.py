@@ -103,18 +103,16 @@ def executor(jobs: JobsDep) -> dict[str, Any]:
 
 
 def _report(run_dirs: list[Path], reps: int, seed: int) -> Report:
-    from twm_core.report import build_report, read_run_result  # lazy: numpy/scipy, only when asked
+    from twm_core.report import SkippedRun, build_report, read_run_result  # lazy: numpy/scipy, only when asked
 
     results, skipped = [], []
     for path in run_dirs:
         result = read_run_result(path)
         if isinstance(result, str):
-            skipped.append({"run_id": path.name, "reason": result})
+            skipped.append(SkippedRun(Path(path.name), result))
         else:
             results.append(result)
     if not results:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"no run has a final evaluation yet ({len(skipped)} run(s) without one)")
-    report = build_report(results, reps=reps, seed=seed)
-    report["meta"]["skipped"] = skipped
-    return Report.model_validate(report)
+    return Report.model_validate(build_report(results, reps=reps, seed=seed, skipped=skipped))

@@ -62,7 +62,11 @@ def headline(report: dict[str, Any]) -> None:
     """Who is in the report, what is missing, and our aggregate estimates as metrics."""
     meta = report.get("meta") or {}
     confidence = meta.get("confidence")
-    parts = [f"{meta.get('num_runs', '?')} runs on {meta.get('num_games', '?')} games"]
+    if meta.get("comparable") is False:  # a report holds one preset; only atari100k is the paper's method
+        st.warning(f"Preset `{meta.get('preset')}` is not the paper's method (only `atari100k` is): these scores "
+                   "are not comparable to the paper's and sit beside them for orientation only.")
+    parts = [f"preset `{meta.get('preset', '?')}`",
+             f"{meta.get('num_runs', '?')} runs on {meta.get('num_games', '?')} games"]
     if meta.get("reps"):
         parts.append(f"{meta['reps']} bootstrap resamples")
     if confidence:

@@ -20,6 +20,7 @@ from twm_core.report import (
     collect_run_result,
     collect_runs,
     load_reference,
+    presets_of,
     read_run_result,
     report_markdown,
     write_report,
@@ -57,9 +58,30 @@ def runs_root(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
     for (game, seed), final in FINAL_SCORES.items():
         make_run(root, f"{game.lower()}-s{seed}", game, seed, final)
-    make_run(root, "catch-s0", "Catch", 0, [3.0, 5.0], preset="catch")
+    make_run(root, "catch-s0", "Catch", 0, [3.0, 5.0])
     make_run(root, "pong-s2-training", "Pong", 2, None, state="training")
     return root
+
+
+def test_presets_are_never_pooled_and_only_the_papers_is_comparable(runs_root, tmp_path):
+    make_run(runs_root, "pong-paper-s0", "Pong", 0, [10.0, 12.0], preset="atari100k")
+    make_run(runs_root, "pong-catch-s5", "Pong", 5, [-21.0, -21.0], preset="catch")
+    results, _ = collect_runs([runs_root])
+    assert presets_of(results) == ["atari100k", "debug", "catch"]  # the paper's first, then by number of runs
+    paper = build_report(results, reps=0)
+    assert paper["meta"]["preset"] == "atari100k" and paper["meta"]["comparable"] is True
+    assert [(g["game"], [r["run_id"] for r in g["runs"]]) for g in paper["games"]] == [("Pong", ["pong-paper-s0"])]
+    left_out = {entry["run_id"]: entry["reason"] for entry in paper["meta"]["skipped"]}
+    assert "a report never pools presets" in left_out["pong-s0"] and "'catch'" in left_out["pong-catch-s5"]
+    assert "not comparable" not in paper["meta"]["note"]
+
+    debug_report = build_report(results, reps=0, preset="debug")
+    assert debug_report["meta"]["comparable"] is False and "NOT comparable" in debug_report["meta"]["note"]
+    assert {r["run_id"] for g in debug_report["games"] for r in g["runs"]} == {
+        "breakout-s0", "breakout-s1", "catch-s0", "pong-s0", "pong-s1"}
+    assert "**Preset `debug`: not the paper's method" in report_markdown(debug_report)
+    with pytest.raises(ValueError, match="no run of preset 'huge'"):
+        build_report(results, preset="huge")
 
 
 def test_collect_run_result_reads_the_final_evaluation(runs_root):

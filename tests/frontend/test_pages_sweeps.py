@@ -193,6 +193,8 @@ def test_report_page_renders_the_report_of_a_finished_run(page_app: PageApp, das
     ran_clean(at.radio(key="report_source").set_value("Runs").run())
     assert at.multiselect(key="report_runs").value == [debug_run_id]  # the only finished run with an evaluation
     assert not at.info and not at.error
+    assert expected["meta"]["preset"] == "debug" and expected["meta"]["comparable"] is False
+    assert "Preset `debug` is not the paper's method" in "\n".join(str(w.value) for w in at.warning)
 
     figures = charts(at)
     aggregates = figures["Aggregate metrics (95% CIs)"]

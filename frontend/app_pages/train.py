@@ -19,6 +19,11 @@ from frontend.forms import OVERRIDES_HELP, error_tail, parse_overrides
 DEVICES = ["auto", "cpu", "cuda"]
 RUNS_PAGE = Path(__file__).parent / "runs.py"
 DEFAULT_GAME, DEFAULT_PRESET = "Pong", "atari100k"
+CPU_GAME, CPU_PRESET = "Catch", "catch"
+"""What the form opens on when the backend has no GPU: a run that learns on a CPU in minutes."""
+PAPER_PRESET = "atari100k"
+PENDING = "job_pending"
+"""Session key of a job request that waits for a confirmation (a paper run on a CPU, or a duplicate)."""
 CANCELLABLE, ENDED = {"queued", "running"}, {"finished", "failed", "cancelled"}
 NOTICE = "job_notice"
 """Session key of the last action's message: (kind, text), shown until the next action."""
@@ -43,14 +48,52 @@ def _index(options: list[str], wanted: str) -> int:
     return options.index(wanted) if wanted in options else 0
 
 
-def job_form(client: Any, games: list[str], presets: list[dict[str, Any]]) -> None:
-    """The new-job form; on submit, POST /api/jobs and report the job and run ids (or the backend's message)."""
+def measured_rate(runs: list[dict[str, Any]], preset: str) -> float | None:
+    """Env steps per second of this preset's runs on this backend (median over runs that have made progress)."""
+    rates = sorted(run["step"] / (run["updated"] - run["created"]) for run in runs
+                   if run.get("preset") == preset and run.get("step") and run.get("updated")
+                   and run["updated"] > run["created"] + 1)
+    return rates[len(rates) // 2] if rates else None
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def concerns(request: dict[str, Any], cpu: bool, presets: dict[str, dict[str, Any]],
+             jobs: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
+    """Why a request deserves a second look before it starts: a paper run on a CPU (with an ETA from the step rate
+    measured on this backend), or a queued or running job with the same request."""
+    out = []
+    if cpu and request["preset"] == PAPER_PRESET and request["device"] in ("auto", "cpu"):
+        total = request["steps"] or presets[PAPER_PRESET]["config"]["train"]["total_steps"]
+        rate = measured_rate(runs, PAPER_PRESET)
+        eta = (f"about {_duration(total / rate)} at the {rate:.2f} env steps/s measured on this backend"
+               if rate else "no run of this preset has been measured on this backend yet; on 2 CPU cores expect weeks")
+        out.append(f"This backend has no GPU: a `{PAPER_PRESET}` run of {total:,} env steps on its CPU takes {eta}.")
+    same = [job for job in jobs if job["state"] in CANCELLABLE and all(
+        job[key] == request[key] for key in ("game", "preset", "seed", "steps", "overrides"))]
+    if same:
+        out.append(f"Job `{same[0]['job_id']}` ({state_label(same[0])}) is the same request.")
+    return out
+
+
+def job_form(client: Any, games: list[str], presets: list[dict[str, Any]], cpu: bool) -> None:
+    """The new-job form; on submit, POST /api/jobs and report the job and run ids (or the backend's message). On a
+    CPU backend it opens on Catch with the `catch` preset; a paper run on a CPU or a duplicate asks to confirm."""
     names = [preset["name"] for preset in presets]
+    default_game, default_preset = (CPU_GAME, CPU_PRESET) if cpu else (DEFAULT_GAME, DEFAULT_PRESET)
+    if cpu:
+        st.info("This backend has no GPU, so the form opens on **Catch** with the `catch` preset: it learns on a CPU "
+                "in minutes. The paper's `atari100k` runs need a GPU (about 10 h each on an A100).")
     with st.form("new_job"):
         left, middle, right = st.columns(3)
-        game = left.selectbox("Game", games, index=_index(games, DEFAULT_GAME), key="game",
+        game = left.selectbox("Game", games, index=_index(games, default_game), key="game",
                               help="The 26 Atari 100k games first, then Catch (no emulator), then other ALE games")
-        preset = middle.selectbox("Preset", names, index=_index(names, DEFAULT_PRESET), key="preset")
+        preset = middle.selectbox("Preset", names, index=_index(names, default_preset), key="preset")
         device = right.selectbox("Device", DEVICES, key="device")
         seed = left.number_input("Seed", min_value=0, value=0, step=1, key="seed")
         steps = middle.number_input("Env steps", min_value=0, value=0, step=1000, key="steps",
@@ -62,21 +105,47 @@ def job_form(client: Any, games: list[str], presets: list[dict[str, Any]]) -> No
     with st.expander("Presets"):
         for item in presets:
             st.markdown(f"**{item['name']}** — {item['description']}")
-    if not submitted:
-        return
+    if submitted:
+        try:
+            overrides = parse_overrides(text)
+        except ValueError as exc:
+            st.error(str(exc))
+            return
+        request = {"game": game, "preset": preset, "seed": int(seed), "steps": int(steps) or None, "device": device,
+                   "overrides": overrides}
+        try:
+            worries = concerns(request, cpu, {p["name"]: p for p in presets}, client.jobs(), client.runs())
+        except BackendError as exc:
+            st.error(exc.message)
+            return
+        if worries:
+            st.session_state[PENDING] = (request, worries)
+        else:
+            start(client, request)
+    pending = st.session_state.get(PENDING)
+    if pending is not None:
+        request, worries = pending
+        st.warning(" ".join(worries) + " Start it anyway?")
+        go, keep, _ = st.columns([1, 1, 4])
+        if go.button("Start anyway", key="confirm_start"):
+            st.session_state.pop(PENDING, None)
+            if start(client, request):
+                st.rerun()  # the question is answered: draw the page without it
+        if keep.button("Don't start", key="cancel_start"):
+            st.session_state.pop(PENDING, None)
+            st.rerun()
+
+
+def start(client: Any, request: dict[str, Any]) -> bool:
+    """POST the job; report it (or the backend's message); whether it started."""
     try:
-        overrides = parse_overrides(text)
-    except ValueError as exc:
-        st.error(str(exc))
-        return
-    try:
-        job = client.create_job(game=game, preset=preset, seed=int(seed), steps=int(steps) or None, device=device,
-                                overrides=overrides)
+        job = client.create_job(**request)
     except BackendError as exc:
         st.error(exc.message)
-        return
+        return False
     st.session_state["job_pick"] = job["job_id"]
     _notice("success", f"Started job `{job['job_id']}` ({state_label(job)}): run `{job['run_id']}`")
+    return True
 
 
 def job_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -189,6 +258,10 @@ except BackendError as exc:
     st.error(exc.message)
     st.stop()
 
-job_form(client, games, presets)
+try:
+    cpu = client.health().get("device") == "cpu"
+except BackendError:
+    cpu = False
+job_form(client, games, presets, cpu)
 st.subheader("Jobs")
 jobs_panel(client)

@@ -243,3 +243,31 @@ def test_train_form_starts_a_job_that_can_be_cancelled_and_resumed(page_app: Pag
     assert httpx.get(f"{dashboard_env}/api/jobs/{job['job_id']}", timeout=10).status_code == 404
     assert httpx.get(f"{dashboard_env}/api/runs/{job['run_id']}", timeout=10).status_code == 404
     assert not Path(job["run_dir"]).exists()
+
+
+def test_a_cpu_backend_opens_on_catch_and_asks_before_a_paper_run_or_a_duplicate(page_app: PageApp,
+                                                                                  dashboard_env: str) -> None:
+    at = ran_clean(page_app("app_pages/train.py").run())
+    assert (at.selectbox(key="game").value, at.selectbox(key="preset").value) == ("Catch", "catch")
+    assert "This backend has no GPU" in texts(at.info)
+
+    at.selectbox(key="game").select("Pong")
+    at.selectbox(key="preset").select("atari100k")
+    (submit,) = [button for button in at.button if button.label == "Start training"]
+    ran_clean(submit.click().run())
+    assert "a `atari100k` run of 100,000 env steps on its CPU takes" in texts(at.warning)
+    assert httpx.get(f"{dashboard_env}/api/jobs", timeout=10).json()["jobs"] == []  # nothing started yet
+    ran_clean(at.button(key="cancel_start").click().run())
+    assert not at.warning and httpx.get(f"{dashboard_env}/api/jobs", timeout=10).json()["jobs"] == []
+
+    fill_form(at, FAST_OVERRIDES)
+    (job,) = httpx.get(f"{dashboard_env}/api/jobs", timeout=10).json()["jobs"]
+    fill_form(at, FAST_OVERRIDES)  # the same request again
+    assert f"Job `{job['job_id']}`" in texts(at.warning) and "is the same request" in texts(at.warning)
+    ran_clean(at.button(key="confirm_start").click().run())
+    jobs = httpx.get(f"{dashboard_env}/api/jobs", timeout=10).json()["jobs"]
+    assert len(jobs) == 2 and not at.warning
+    for started in jobs:  # leave no job behind for the other tests
+        httpx.post(f"{dashboard_env}/api/jobs/{started['job_id']}/cancel", timeout=10)
+        wait_job(dashboard_env, started["job_id"], lambda j: j["state"] in ("finished", "failed", "cancelled"))
+        httpx.delete(f"{dashboard_env}/api/jobs/{started['job_id']}", params={"delete_run": "true"}, timeout=10)

@@ -18,7 +18,8 @@ from typing import Any
 
 from backend.executors import Executor, ExecutorError
 from backend.settings import Settings
-from twm_core.config import TWMConfig, make_config
+from twm_core.config import TWMConfig
+from twm_core.presets import make_config
 from twm_core.run_dir import new_run_id
 
 _MAX_INT = 2**63 - 1

@@ -170,8 +170,8 @@ def _to_v1(db: sqlite3.Connection) -> None:
 
 def _to_v2(db: sqlite3.Connection) -> None:
     """Queued jobs of release 1 get their config.json from their `--set` strings; then `cli_sets` goes."""
-    from twm_core.config import make_config
     from twm_core.launch import prepare_run
+    from twm_core.presets import make_config
     from twm_core.run_dir import RunDir
 
     for row in db.execute("SELECT * FROM jobs WHERE state = 'queued'").fetchall():

@@ -15,7 +15,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from twm_core.config import PRESETS
+from twm_core.presets import PRESETS
 
 if TYPE_CHECKING:
     from backend.jobs import JobManager
@@ -47,7 +47,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from backend.jobs import JobManager
     from backend.settings import Settings
     from backend.sweeps import SweepManager
-    from twm_core.config import parse_assignments
+    from twm_core.config_parsing import parse_assignments
     from twm_core.report import report_format
 
     if args.report_out:

@@ -33,9 +33,11 @@ import numpy as np
 import torch
 
 from twm_core.ac_training import ActorCriticOptimizers
-from twm_core.config import PRESETS, TWMConfig, make_config, parse_assignments
+from twm_core.config import TWMConfig
+from twm_core.config_parsing import parse_assignments
 from twm_core.envs import make_env, transform_reward
 from twm_core.models.actor_critic import ActorCritic
+from twm_core.presets import PRESETS, make_config
 from twm_core.replay import ReplayBuffer
 from twm_core.seeding import derive_seed, seed_everything
 from twm_core.trainer import resolve_device

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Context, Report, make_parser, repeat, setup, timed, to_ms
-from twm_core.config import make_config, parse_assignments
+from twm_core.config_parsing import parse_assignments
+from twm_core.presets import make_config
 from twm_core.run_dir import RunDir, read_json
 from twm_core.trainer import Trainer
 

@@ -77,7 +77,7 @@ def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Made once per session by the real trainer on CPU (about half a minute): backend and frontend tests read it
     instead of fakes. Treat it as read-only.
     """
-    from twm_core.config import make_config
+    from twm_core.presets import make_config
     from twm_core.run_dir import RunDir
     from twm_core.trainer import Trainer
 

@@ -33,7 +33,7 @@ FILM_RUN = "catch-film"
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory, debug_run: Path) -> Path:
     """A copy of the debug run, and a tiny Catch run with four checkpoints (for the film), made by the trainer."""
-    from twm_core.config import make_config
+    from twm_core.presets import make_config
     from twm_core.run_dir import RunDir
     from twm_core.trainer import Trainer
 

@@ -20,7 +20,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from twm_core.config import PRESETS, ConfigError, TWMConfig, make_config, parse_assignments
+from twm_core.config import ConfigError, TWMConfig
+from twm_core.config_parsing import parse_assignments
+from twm_core.presets import PRESETS, make_config
 
 
 def count_parameters(cfg: TWMConfig, num_actions: int) -> dict[str, int]:

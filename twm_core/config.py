@@ -2,7 +2,7 @@
 
 The defaults ARE the paper's method as the authors ran it: each default of a method field cites the line of
 `jrobine/twm/twm/config.py` (through `shared/reference/method.md`, "§2.x") it reproduces, and this is the only
-place those numbers live. `atari100k()` is the defaults; `debug()` and `catch()` change sizes and schedules only.
+place those numbers live. `presets.atari100k()` is the defaults; `debug()` and `catch()` change sizes and schedules.
 tests/core/test_config.py checks the defaults against method.md value by value.
 
 One mechanism reads configs from anywhere: `TWMConfig.from_dict` (files, checkpoints, HTTP) and
@@ -10,22 +10,18 @@ One mechanism reads configs from anywhere: `TWMConfig.from_dict` (files, checkpo
 pydantic (a `TypeAdapter` over these dataclasses: types, unknown keys, lax coercion of strings such as `"3"`,
 `"false"`, `"inf"` or `"512,512"`), and then each section's own `__post_init__` checks ranges. Every error is a
 `ConfigError` naming the field (`dyn.num_heads must be > 0, got -1`, `unknown config key: dyn.nope`).
-`parse_assignments` is the one `KEY=VALUE` grammar (`twm --set`, `twm sweep --set`, `bench --set`, the dashboard's
-override form): VALUE is JSON when it parses as JSON, else a string. `config_schema()` is the JSON schema (with
-each field's docstring) the backend serves at `GET /api/config/schema`.
+`twm_core.config_parsing` holds that mechanism, the one `KEY=VALUE` grammar (`parse_assignments`: `twm --set`,
+`twm sweep --set`, `bench --set`, the dashboard's override form) and the JSON schema; `twm_core.presets` the
+presets (`atari100k`, `debug`, `catch`) and `make_config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from functools import cache
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, ValidationError
 
 
 class ConfigError(ValueError):
@@ -362,18 +358,22 @@ class TWMConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists, inf becomes the string 'inf')."""
-        return _to_plain(dataclasses.asdict(self))
+        from twm_core.config_parsing import to_plain
+
+        return to_plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Any) -> TWMConfig:
         """Inverse of `to_dict`, and the reader of every config file and request: validated by pydantic, then by
         the sections' own checks; any problem is a `ConfigError` naming the field. Missing fields take defaults."""
+        from twm_core.config_parsing import adapter, config_error, excerpt
+
         if not isinstance(data, dict):
-            raise ConfigError(f"a config must be a mapping, got {_excerpt(data)}")
+            raise ConfigError(f"a config must be a mapping, got {excerpt(data)}")
         try:
-            return _adapter().validate_python(data)
+            return adapter().validate_python(data)
         except ValidationError as e:
-            raise _config_error(e) from None
+            raise config_error(e) from None
 
     def with_overrides(self, overrides: dict[str, Any]) -> TWMConfig:
         """A copy with dotted keys replaced, e.g. `{"dyn.num_layers": 2, "seed": 3}`; values may be strings
@@ -392,121 +392,15 @@ class TWMConfig:
         return TWMConfig.from_dict(data)
 
 
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return value
+def __getattr__(name: str) -> Any:
+    """`from twm_core.config import make_config` (and the presets, `parse_assignments`, `config_schema`) from code
+    written before they moved to `twm_core.presets` and `twm_core.config_parsing` keeps working."""
+    if name in ("atari100k", "debug", "catch", "PRESETS", "make_config"):
+        from twm_core import presets
 
+        return getattr(presets, name)
+    if name in ("parse_assignments", "config_schema"):
+        from twm_core import config_parsing
 
-@cache
-def _adapter() -> TypeAdapter[TWMConfig]:
-    return TypeAdapter(TWMConfig)
-
-
-def _excerpt(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}..."
-
-
-def _config_error(error: ValidationError) -> ConfigError:
-    """pydantic's errors as one `ConfigError`, each naming its field (`dyn.num_layers`)."""
-    messages = []
-    for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "value_error":  # a section's own check: its message names the field already
-            messages.append(str(item.get("ctx", {}).get("error", item["msg"])))
-        elif item["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
-            messages.append(f"unknown config key: {name}")
-        else:
-            messages.append(f"{name} has the wrong type: {_excerpt(item.get('input'))} ({item['msg']})")
-    return ConfigError("; ".join(messages))
-
-
-def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
-    """The one `KEY=VALUE` grammar of every command line (`twm ... --set`, `bench --set`): VALUE is JSON when it
-    parses as JSON (`3`, `1e5`, `false`, `[512, 512]`, `"Pong"`), else the plain string (`Pong`, `inf`, `512,512`);
-    `TWMConfig.with_overrides` then reads it as the field's type."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key.strip()] = text.strip()
-    return out
-
-
-def config_schema() -> dict[str, Any]:
-    """JSON schema of `TWMConfig` (types, defaults: the paper's values, each field's docstring as description)."""
-    return _adapter().json_schema()
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Presets
-# ---------------------------------------------------------------------------------------------------------------------
-def atari100k(game: str = "Pong", seed: int = 0) -> TWMConfig:
-    """The paper's method with the reference hyperparameters, exactly (method.md §2): the defaults."""
-    return TWMConfig(env=EnvConfig(game=game), preset="atari100k", seed=seed)
-
-
-def debug(game: str = "Pong", seed: int = 0) -> TWMConfig:
-    """Tiny widths, 2 layers, short sequences and few steps: for CPU tests and smoke runs (not for results)."""
-    base = atari100k(game, seed)
-    return replace(
-        base,
-        replay=ReplayConfig(capacity=2000, temperature=20.0, prefill=100),
-        obs=replace(base.obs, z_categoricals=8, z_categories=8, channels=8, mlp_dims=(64,)),
-        dyn=replace(base.dyn, embed_dim=32, num_heads=2, head_dim=16, num_layers=2, feedforward_dim=64,
-                    z_dims=(64,), reward_dims=(32,), discount_dims=(32,), memory_length=8),
-        ac=replace(base.ac, batch_size=32, horizon=8, actor_dims=(64, 64), critic_dims=(64, 64)),
-        train=replace(base.train, total_steps=2000, wm_batch_size=8, wm_sequence_length=8,
-                      budget=2000 * (8 * 8 + 32 * 8) + 2e4, pretrain_budget=2e4,
-                      eval_every=1000, eval_episodes=1, final_eval_episodes=2, checkpoint_every=100,
-                      keep_checkpoints=3),
-        preset="debug",
-    )
-
-
-def catch(game: str = "Catch", seed: int = 0) -> TWMConfig:
-    """A small model for the built-in Catch game: shows on a CPU, in minutes, that the method learns.
-
-    Not a paper preset: narrow networks, 4,000 env steps, 0.4 training steps per env step (train_every 2.5
-    instead of 0.76) and learning rates raised for a run of ~1,400 updates (obs 1e-3, dyn 5e-4, actor 5e-4,
-    critic 1e-3; with the reference rates the policy stays at chance that soon). Every loss, sampler and update
-    rule is the reference's.
-    """
-    base = atari100k(game, seed)
-    per_step = 12 * 8 + 64 * 10  # N·ℓ + M·H
-    total, prefill, train_every = 4000, 500, 2.5
-    return replace(
-        base,
-        replay=ReplayConfig(capacity=total, temperature=20.0, prefill=prefill),
-        obs=replace(base.obs, z_categoricals=16, z_categories=16, channels=8, mlp_dims=(128,), lr=1e-3),
-        dyn=replace(base.dyn, embed_dim=64, num_heads=2, head_dim=32, num_layers=2, feedforward_dim=128,
-                    z_dims=(128,), reward_dims=(64,), discount_dims=(64,), memory_length=8, lr=5e-4),
-        ac=replace(base.ac, batch_size=64, horizon=10, actor_dims=(128, 128), critic_dims=(128, 128),
-                   actor_lr=5e-4, critic_lr=1e-3),
-        train=replace(base.train, total_steps=total, wm_batch_size=12, wm_sequence_length=8,
-                      budget=3e4 + (total - prefill) / train_every * per_step, pretrain_budget=3e4,
-                      eval_every=1000, eval_episodes=10, final_eval_episodes=50, checkpoint_every=1000,
-                      keep_checkpoints=3),
-        preset="catch",
-    )
-
-
-PRESETS = {"atari100k": atari100k, "debug": debug, "catch": catch}
-
-
-def make_config(preset: str, game: str | None = None, seed: int = 0,
-                overrides: dict[str, Any] | None = None) -> TWMConfig:
-    """Build a preset, set game and seed, then apply dotted overrides."""
-    if preset not in PRESETS:
-        raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    cfg = PRESETS[preset](game or "Pong", seed)
-    return cfg.with_overrides(overrides or {})
+        return getattr(config_parsing, name)
+    raise AttributeError(f"module 'twm_core.config' has no attribute {name!r}")

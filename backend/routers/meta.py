@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from twm_core.config import PRESETS, config_schema, make_config
+from twm_core.config_parsing import config_schema
+from twm_core.presets import PRESETS, make_config
 
 router = APIRouter(tags=["meta"])
 

@@ -11,8 +11,8 @@ from test_jobs import ended, job_body, reporting, wait_job
 
 from backend.main import create_app
 from backend.settings import Settings
-from twm_core.config import make_config
 from twm_core.launch import prepare_run
+from twm_core.presets import make_config
 from twm_core.run_dir import RunDir, write_status
 
 

@@ -93,7 +93,7 @@ def test_openapi_docs_served(client: TestClient) -> None:
 
 
 def test_errors_become_json_not_tracebacks(tmp_path: Path) -> None:
-    from twm_core.config import make_config
+    from twm_core.presets import make_config
 
     app = create_app(Settings(runs_dir=tmp_path))
 

@@ -12,8 +12,8 @@ import torch
 
 from twm_core.agent import Agent
 from twm_core.calibration import auroc, calibrate, summarize
-from twm_core.config import debug
 from twm_core.envs import make_env, transform_reward
+from twm_core.presets import debug
 from twm_core.replay import ReplayBuffer
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from twm_core.cli import main
-from twm_core.config import ConfigError, parse_assignments
+from twm_core.config import ConfigError
+from twm_core.config_parsing import parse_assignments
 
 
 def test_describe_json_reports_config_and_parameter_counts(capsys):

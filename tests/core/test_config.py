@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from twm_core.config import (
-    ConfigError,
-    EnvConfig,
-    TWMConfig,
-    atari100k,
-    config_schema,
-    debug,
-    make_config,
-    parse_assignments,
-)
+from twm_core.config import ConfigError, EnvConfig, TWMConfig
+from twm_core.config_parsing import config_schema, parse_assignments
+from twm_core.presets import atari100k, debug, make_config
 
 METHOD_MD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "method.md"
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from twm_core.agent import Agent
-from twm_core.config import debug
 from twm_core.dream import (
     DreamError,
     DreamSession,
@@ -22,6 +21,7 @@ from twm_core.dream import (
     reset_start,
 )
 from twm_core.envs import make_env
+from twm_core.presets import debug
 
 
 def _agent(game: str = "Catch", seed: int = 0) -> Agent:

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twm_core.config import atari100k, debug
 from twm_core.models.dynamics import DynamicsModel, attention_mask
+from twm_core.presets import atari100k, debug
 
 NUM_ACTIONS = 5
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from twm_core.ac_training import ActorCriticOptimizers, actor_critic_update
-from twm_core.config import TWMConfig, debug
+from twm_core.config import TWMConfig
 from twm_core.imagination import (
     ImaginedTrajectory,
     discount_bookkeeping,
@@ -25,6 +25,7 @@ from twm_core.models.fastpaths import apply_performance_settings, set_exact_fast
 from twm_core.models.layers import MLP, conv_transpose2d_1x1
 from twm_core.models.observation import ObservationModel, sample_onehot
 from twm_core.models.transformer_xl import KVCache, RelativeMultiheadSelfAttention
+from twm_core.presets import debug
 from twm_core.replay import ReplayBatch
 from twm_core.wm_training import WorldModelOptimizers, world_model_update
 from twm_core.world_model import WorldModel

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twm_core.config import debug
 from twm_core.imagination import discount_bookkeeping, imagine, select_starts
 from twm_core.models.actor_critic import ActorCritic
+from twm_core.presets import debug
 from twm_core.world_model import WorldModel
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from twm_core.config import make_config
 from twm_core.launch import attempt_leftovers, open_trainer, prepare_run, read_config, set_aside
+from twm_core.presets import make_config
 from twm_core.run_dir import RunDir, read_status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twm_core.config import make_config
 from twm_core.envs import make_env
+from twm_core.presets import make_config
 from twm_core.run_dir import RunDir
 from twm_core.trainer import Trainer
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from twm_core.config import atari100k, debug
 from twm_core.models.observation import ObservationModel, sample_onehot, sample_straight_through
+from twm_core.presets import atari100k, debug
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from twm_core import losses, wm_training
 from twm_core.checkpoint import latest_checkpoint, load_checkpoint
 from twm_core.cli import main as cli_main
-from twm_core.config import ConfigError, TWMConfig, atari100k, debug, make_config, parse_assignments
+from twm_core.config import ConfigError, TWMConfig
+from twm_core.config_parsing import parse_assignments
 from twm_core.optim import make_adam
+from twm_core.presets import atari100k, debug, make_config
 from twm_core.replay import ReplayBatch
 from twm_core.run_dir import RunDir
 from twm_core.trainer import Trainer

@@ -13,8 +13,8 @@ import pytest
 from scipy.stats import trim_mean
 
 from twm_core.cli import main
-from twm_core.config import make_config
 from twm_core.metrics import ScoresWriter
+from twm_core.presets import make_config
 from twm_core.report import (
     build_report,
     collect_run_result,

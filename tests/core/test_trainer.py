@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from twm_core.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from twm_core.config import make_config
+from twm_core.presets import make_config
 from twm_core.replay import ReplayBuffer
 from twm_core.run_dir import RunDir, read_status
 from twm_core.trainer import Trainer

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from twm_core.config import debug
 from twm_core.envs import make_env, transform_reward
+from twm_core.presets import debug
 from twm_core.replay import ReplayBuffer
 from twm_core.wm_training import WorldModelOptimizers, world_model_update
 from twm_core.world_model import WorldModel

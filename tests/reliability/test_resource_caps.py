@@ -19,7 +19,7 @@ import backend.jobs
 from backend.main import create_app
 from backend.settings import Settings
 from twm_core.agent import Agent
-from twm_core.config import make_config
+from twm_core.presets import make_config
 from twm_core.resources import MAX_LAYERS, count_parameters, estimate_memory, memory_breakdown, replay_bytes
 
 GIB = 2**30

@@ -24,7 +24,7 @@ from backend.main import create_app
 from backend.settings import Settings
 from backend.sweeps import SweepManager
 from twm_core import checkpoint as ckpt
-from twm_core.config import make_config
+from twm_core.presets import make_config
 from twm_core.run_dir import RunDir, RunState, read_run_status, read_status, write_status
 from twm_core.trainer import Trainer
 

@@ -50,6 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.jobs.stop_monitor()
         app.state.sessions.clear()
         app.state.pool.shutdown()
+        app.state.registry.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -5,6 +5,12 @@ inspect calls starve `/api/health` and the listings. Here at most `inspect_worke
 `inspect_queue` more wait; a request beyond that is refused at once with 503 and `Retry-After` instead of
 piling up. Torch's intra-op threads are set to `inspect_threads` (default 1) when the pool starts: see
 `Settings.inspect_threads`.
+
+The pool bounds threads, not the GIL: a C call that keeps the GIL stops the event loop however few workers run.
+The ALE's ROM load is one (~0.2 s at each env build and seeded reset; it set the health p99 at 150-180 ms in
+`bench.starvation`), so emulator builds for new dream starts must not run in this process. Lowering the workers'
+OS priority (per-thread nice 10) was measured too and did not pay: the p99 stayed within noise, and inspect
+requests took up to 3x longer while other processes kept the machine busy.
 """
 
 from __future__ import annotations

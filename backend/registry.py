@@ -32,6 +32,7 @@ from twm_core.run_dir import RunDir, RunNotFoundError
 if TYPE_CHECKING:  # torch and the models load on the first model request, not with the app
     from twm_core.agent import Agent
     from twm_core.dream import StartCache
+    from twm_core.envs.builder import EnvBuilder
 
 __all__ = ["ModelRegistry", "RunNotFoundError"]
 
@@ -44,6 +45,7 @@ class ModelRegistry:
         self.capacity = max(1, settings.max_loaded_models)
         self._cache: OrderedDict[tuple[str, int], Agent] = OrderedDict()
         self._starts: dict[tuple[str, int], StartCache] = {}
+        self._builder: EnvBuilder | None = None  # one helper process for every start cache (made on first use)
         self._loading: dict[tuple[str, int], Future[Agent]] = {}
         self._lock = threading.Condition()
 
@@ -106,13 +108,23 @@ class ModelRegistry:
     def starts(self, agent: Agent) -> StartCache:
         """The start cache of a loaded agent (made on first use)."""
         from twm_core.dream import StartCache
+        from twm_core.envs.builder import EnvBuilder
 
         key = (agent.run_id, agent.step)
         with self._lock:
+            if self._builder is None:
+                self._builder = EnvBuilder()
             cache = self._starts.get(key)
             if cache is None or cache.agent is not agent:
-                cache = self._starts[key] = StartCache(agent)
+                cache = self._starts[key] = StartCache(agent, builder=self._builder)
             return cache
+
+    def close(self) -> None:
+        """Stop the env builder's helper process (on shutdown)."""
+        with self._lock:
+            builder, self._builder = self._builder, None
+        if builder is not None:
+            builder.close()
 
     def forget(self, run_id: str) -> None:
         """Drop the loaded models of a run (it was deleted); sessions that hold one keep it until they end."""

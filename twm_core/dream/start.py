@@ -23,6 +23,7 @@ import torch
 from twm_core.acting import PolicyRunner
 from twm_core.agent import Agent
 from twm_core.envs import EnvSnapshot, make_env, restore, snapshot, transform_reward
+from twm_core.envs.builder import EnvBuilder
 from twm_core.seeding import derive_seed
 
 NOOP = 0  # index 0 is NOOP in every ALE minimal action set and in Catch
@@ -74,11 +75,14 @@ class StartCache:
     Building an ALE env loads the ROM twice (construction and first reset, ~0.1 s each on this CPU), more than a
     whole 16-step dream. A start seen before is served from its snapshot, restored into a pooled env: `restore`
     makes any env built with the same arguments bit-identical to the one snapshotted, so a cached start and a
-    fresh one give the same real rollouts (tested). Thread-safe.
+    fresh one give the same real rollouts (tested). With a `builder`, a new start's env is built and reset in its
+    helper process and restored into a pooled env, so this process never loads a ROM for it (see
+    `twm_core.envs.builder` for why the backend needs that). Thread-safe.
     """
 
-    def __init__(self, agent: Agent, max_starts: int = 256, max_idle: int = 4) -> None:
-        self.agent, self.max_starts, self.max_idle = agent, max_starts, max_idle
+    def __init__(self, agent: Agent, max_starts: int = 256, max_idle: int = 4,
+                 builder: EnvBuilder | None = None) -> None:
+        self.agent, self.max_starts, self.max_idle, self.builder = agent, max_starts, max_idle, builder
         self._starts: OrderedDict[tuple[int, int], DreamStart] = OrderedDict()
         self._idle: list[gym.Env] = []
         self._lock = threading.Lock()
@@ -104,7 +108,7 @@ class StartCache:
             if cached is not None:
                 self._starts.move_to_end(key)
         if cached is None:
-            start = reset_start(self.agent, seed, policy_steps)
+            start = reset_start(self.agent, seed, policy_steps, pool=self)
             start.pool = self
             with self._lock:
                 self._starts[key] = DreamStart(start.obs, start.action, start.reward, start.terminated,
@@ -139,12 +143,17 @@ def replay_start(agent: Agent, index: int) -> DreamStart:
                       description=f"replay row {index}")
 
 
-def reset_start(agent: Agent, seed: int, policy_steps: int = 0) -> DreamStart:
+def reset_start(agent: Agent, seed: int, policy_steps: int = 0, pool: StartCache | None = None) -> DreamStart:
     cfg = agent.config
-    env = make_env(cfg.env, seed=seed, eval=True)
+    builder = pool.builder if pool is not None else None
+    env = pool.acquire() if pool is not None and builder is not None else make_env(cfg.env, seed=seed, eval=True)
     generator = torch.Generator(agent.device).manual_seed(derive_seed(seed, "dream/start"))
     try:
-        obs, _ = env.reset()
+        if builder is not None:  # the state `make_env(seed)` + `reset()` gives, without a ROM load in this process
+            obs, state = builder.reset_snapshot(cfg.env, seed)
+            restore(env, state)
+        else:
+            obs, _ = env.reset()
         prev_obs, action, reward = obs, NOOP, 0.0
         runner = PolicyRunner(agent.world_model, agent.actor_critic, 1, agent.device)
         taken: list[int] = []

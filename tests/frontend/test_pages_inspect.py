@@ -147,7 +147,16 @@ def test_play_steps_through_a_dream_session_deterministically(page_app: PageApp,
         steps.append({"actions": actions, "since": reply["since"], "points": len(reply["points"])})
         return reply
 
+    forks: list[dict[str, Any]] = []
+    original_fork = BackendClient.fork_session
+
+    def counting_forks(self: BackendClient, session_id: str, body: dict[str, Any]) -> Any:
+        reply = original_fork(self, session_id, body)
+        forks.append({"step": body["step"], "action": body.get("action"), "points": len(reply["points"])})
+        return reply
+
     monkeypatch.setattr(BackendClient, "step_session", counting)
+    monkeypatch.setattr(BackendClient, "fork_session", counting_forks)
     at = no_errors(page_app("app_pages/play.py").run())
     assert not at.get("image")
     no_errors(at.button(key="play_reset").click().run())
@@ -158,8 +167,11 @@ def test_play_steps_through_a_dream_session_deterministically(page_app: PageApp,
     for n, action in enumerate([2, 3], start=1):
         no_errors(at.button(key=f"play_action_{action}").click().run())
         assert at.metric[0].value == str(n)
-        # one step per press: only the new point travels, never the history
-        assert steps[-1] == {"actions": [action], "since": n, "points": 1}
+        # a press adopts the fork prefetched for it (no step): one fork per action at the previous step, and each
+        # carried only its new point, never the history
+        prefetched = [fork for fork in forks if fork["step"] == n - 1]
+        assert sorted(fork["action"] for fork in prefetched) == list(range(len(prefetched))) and len(prefetched) >= 3
+        assert all(fork["points"] == 1 for fork in prefetched) and steps == []
     no_errors(at.button(key="play_policy").click().run())
     assert at.metric[0].value == "3" and steps[-1]["actions"] is None
     game = at.session_state["play_game"]

@@ -233,7 +233,8 @@ def test_one_assignment_grammar_for_every_command_line():
         parse_assignments(["novalue"])
 
 
-def test_bench_reads_the_same_flags_as_twm():
+def test_bench_reads_the_same_flags_as_twm(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))  # bench/ is not an installed package
     from bench.common import make_parser
 
     parser = make_parser("probe", "probe")

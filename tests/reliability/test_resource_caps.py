@@ -121,7 +121,8 @@ def test_replay_estimate_matches_the_buffer() -> None:
 
     cfg = make_config("debug", "Catch")
     buffer = ReplayBuffer(cfg.replay.capacity, cfg.env.frame_stack)
-    tensors = [value for value in vars(buffer).values() if isinstance(value, torch.Tensor)]
+    parts = [*vars(buffer).values(), *vars(buffer._obs).values()]  # the rows, and the frame stacks
+    tensors = [value for value in parts if isinstance(value, torch.Tensor)]
     assert replay_bytes(cfg) == sum(t.numel() * t.element_size() for t in tensors)
 
 

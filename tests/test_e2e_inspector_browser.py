@@ -455,6 +455,8 @@ def test_switching_page_keeps_the_run(browser: Any, dashboard_url: str, debug_ru
     wait_value(page, "Checkpoint", "step 100")
     print(f"page switch: Attention shows the chosen run and checkpoint {time.monotonic() - started:.2f} s after "
           "the click")
+    # the widgets show the choice first; the page writes it back into the URL right after
+    page.wait_for_function("u => location.search.includes(u)", arg="ckpt=100", timeout=30_000)
     query = parse_qs(urlparse(page.url).query)
     assert query["run"] == [run] and query["ckpt"] == ["100"] and urlparse(page.url).path.endswith("/attention")
     page.close()

@@ -6,16 +6,20 @@ the event loop included: `/api/health` took 0.2-0.4 s twice per new dream start 
 requests ran, `bench.starvation`). The helper pays for the loads instead; the caller restores the snapshot into an
 env it already has (`restore` makes any env built with the same arguments bit-identical).
 
-One helper, one request at a time, started on first use with `spawn` (a fork of a threaded torch process is
-unsafe). It holds only its own end of the pipe, so it exits when the parent dies, even by SIGKILL.
+One helper, one request at a time, started on first use as `python -m twm_core.envs.builder FD`: a fresh
+interpreter (a fork of a threaded torch process is unsafe), and not multiprocessing's `spawn`, which re-runs the
+parent's `__main__` in the child (under a test runner that can be any script). The two talk over a socket pair
+(pickled tuples, `multiprocessing.connection.Connection`); the helper holds only its end, so it exits when the
+parent dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import socket
+import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 
 import numpy as np
 
@@ -29,7 +33,7 @@ class EnvBuilder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
-        self._process: BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def reset_snapshot(self, cfg: EnvConfig, seed: int) -> tuple[np.ndarray, EnvSnapshot]:
         """`make_env(cfg, seed=seed, eval=True)` then `reset()`, in the helper: the observation and a snapshot.
@@ -37,7 +41,7 @@ class EnvBuilder:
         Shapes: observation (F, 64, 64) uint8
         """
         with self._lock:
-            if self._process is None or not self._process.is_alive():
+            if self._process is None or self._process.poll() is not None:
                 self._start()
             assert self._conn is not None
             self._conn.send((cfg, seed))
@@ -52,18 +56,23 @@ class EnvBuilder:
             if self._conn is not None:
                 self._conn.close()  # the helper reads EOF and exits
             if self._process is not None:
-                self._process.join(timeout=5)
-                if self._process.is_alive():
+                try:
+                    self._process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
                     self._process.kill()
+                    self._process.wait()
             self._conn = self._process = None
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child,), name="twm-env-builder", daemon=True)
-        self._process.start()
-        child.close()  # only the helper holds this end now: its EOF tells the parent the helper died
-        self._conn = parent
+        if self._conn is not None:  # a helper that died: its end is dead too
+            self._conn.close()
+        parent, child = socket.socketpair()
+        with child:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "twm_core.envs.builder", str(child.fileno())], pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL)
+        # only the helper holds the other end now: its EOF tells the parent the helper died
+        self._conn = Connection(parent.detach())
 
 
 def _serve(conn: Connection) -> None:
@@ -82,3 +91,7 @@ def _serve(conn: Connection) -> None:
         except Exception as exc:  # noqa: BLE001 (sent to the caller, which raises it)
             reply = (False, exc)
         conn.send(reply)
+
+
+if __name__ == "__main__":  # the helper: `python -m twm_core.envs.builder FD`
+    _serve(Connection(int(sys.argv[1])))

@@ -5,8 +5,8 @@ so tests run any number of isolated apps side by side.
 
 Authentication is one dependency, `require_token`, put on every router but the health check: with
 `settings.api_token` set, each `/api/*` call but `GET /api/health` needs `Authorization: Bearer <token>`. The
-OpenAPI schema and the `/docs` page stay open: they describe the API and hold no data (their "Authorize" button
-takes the token).
+OpenAPI schema and the `/docs` and `/redoc` pages (local assets, no CDN) stay open: they describe the API and hold
+no data (their "Authorize" button takes the token).
 
 Request hygiene is middleware (`backend.middleware`): a `Host` check against DNS rebinding, a body size limit, and
 strict JSON. Error answers are `backend.errors`: always `{"detail": ...}`, short, and without server paths.
@@ -19,18 +19,21 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import errors
 from backend.deps import require_token
 from backend.jobs import JobManager
-from backend.middleware import BodyLimitMiddleware, HostCheckMiddleware, StrictJSONMiddleware
+from backend.middleware import BodyLimitMiddleware, HostCheckMiddleware, LocalOnlyPagesMiddleware, StrictJSONMiddleware
 from backend.pool import InspectPool
 from backend.registry import ModelRegistry
 from backend.routers import discover_routers, health
 from backend.sessions import SessionStore
 from backend.settings import Settings
 from twm_core.config import ConfigError
+
+DOCS_PAGES = ("/docs", "/redoc")
 
 
 @asynccontextmanager
@@ -56,7 +59,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the backend app; settings default to the `TWM_*` environment."""
     settings = settings if settings is not None else Settings()
-    app = FastAPI(
+    # FastAPIOffline: /docs (Swagger UI) and /redoc from the assets the fastapi-offline package ships, served under
+    # /static-offline-docs; FastAPI's own pages load them from a CDN and are blank without the internet.
+    app = FastAPIOffline(
+        docs_url=DOCS_PAGES[0], redoc_url=DOCS_PAGES[1],
         title="TWM backend",
         summary="Train TWM world models and inspect their imagination and attention.",
         lifespan=lifespan,
@@ -66,7 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, errors.http_error)
     app.add_exception_handler(ConfigError, errors.config_error)
     app.add_exception_handler(Exception, errors.unhandled_error)
-    # add_middleware wraps what is there, so the last added runs first: host check, body limit, strict JSON.
+    # add_middleware wraps what is there, so the last added runs first: host check, body limit, strict JSON,
+    # the docs pages' policy.
+    app.add_middleware(LocalOnlyPagesMiddleware, paths=DOCS_PAGES)
     app.add_middleware(StrictJSONMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HostCheckMiddleware, allowed=settings.trusted_hosts)

@@ -5,7 +5,9 @@
   streams in, so a huge body is never read whole;
 - `StrictJSONMiddleware`: 422 for JSON that Python's `json` reads but JSON does not have (`NaN`, `Infinity`,
   numbers past float range such as `1e400`) and for strings with lone surrogates (`"\\ud800"`). Such values pass
-  schemas typed `Any` or `str` and then fail where they are written (SQLite, config.json, the response).
+  schemas typed `Any` or `str` and then fail where they are written (SQLite, config.json, the response);
+- `LocalOnlyPagesMiddleware`: a Content-Security-Policy of 'self' on the `/docs` and `/redoc` pages, so their
+  assets come from this server only (ReDoc's bundle would still fetch a logo from cdn.redoc.ly).
 
 `create_app` stacks them host check → body limit → strict JSON → FastAPI. Every answer is `{"detail": ...}` JSON.
 """
@@ -119,6 +121,32 @@ class BodyLimitMiddleware:
         # an answer that came with a reset connection.
         response = JSONResponse({"detail": BodyTooLarge(self.max_bytes).detail}, status_code=413)
         await response(scope, receive, send)
+
+
+# ------------------------------------------------------------------------------------------------ docs pages
+LOCAL_ONLY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+                     "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+"""The pages' inline start-up scripts and styles are allowed; anything from another host is not even asked for."""
+
+
+class LocalOnlyPagesMiddleware:
+    """Adds `LOCAL_ONLY_POLICY` as the Content-Security-Policy of the responses to `paths`."""
+
+    def __init__(self, app: ASGIApp, paths: Iterable[str]) -> None:
+        self.app, self.paths = app, frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"content-security-policy", LOCAL_ONLY_POLICY.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, with_policy)
 
 
 # ------------------------------------------------------------------------------------------------ strict JSON

@@ -57,3 +57,28 @@ def test_home_page_shows_backend_health(browser: Any, dashboard_url: str, runs_d
     finally:
         page.close()
     assert (ARTIFACTS / "home.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("page_path", ["/docs", "/redoc"])
+def test_api_docs_render_offline(browser: Any, backend_url: str, page_path: str) -> None:
+    """Swagger UI and ReDoc draw the API from local assets: no request leaves for another host (the backend's
+    Content-Security-Policy stops ReDoc's logo from cdn.redoc.ly before it is sent; anything else is caught here)."""
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(backend_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    try:
+        page.route("**/*", only_local)
+        page.goto(f"{backend_url}{page_path}", wait_until="domcontentloaded")
+        # Both pages render the schema's title and an operation of the API once their scripts have run.
+        page.get_by_text("TWM backend").first.wait_for(timeout=30_000)
+        page.get_by_text("/api/runs", exact=False).first.wait_for(timeout=30_000)
+    finally:
+        page.close()
+    assert not elsewhere, f"{page_path} asked other hosts for {elsewhere}"

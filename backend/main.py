@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import errors
 from backend.deps import require_token
+from backend.evaluations import EvaluationManager
 from backend.jobs import JobManager
 from backend.middleware import BodyLimitMiddleware, HostCheckMiddleware, LocalOnlyPagesMiddleware, StrictJSONMiddleware
 from backend.pool import InspectPool
@@ -38,20 +39,22 @@ DOCS_PAGES = ("/docs", "/redoc")
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the runs directory, job manager, model registry, inspect pool and dream-session store; on shutdown
-    the job monitor stops (jobs live on) and the sessions end."""
+    """Create the runs directory, job manager, model registry, inspect pool, dream-session store and evaluation
+    manager; on shutdown the job monitor stops (jobs and evaluations live on) and the sessions end."""
     settings: Settings = app.state.settings
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     app.state.jobs = JobManager(settings)
     app.state.registry = ModelRegistry(settings)
     app.state.pool = InspectPool(settings)
     app.state.sessions = SessionStore(settings)
+    app.state.evaluations = EvaluationManager(settings)
     app.state.jobs.start_monitor()
     try:
         yield
     finally:
         await app.state.jobs.stop_monitor()
         app.state.sessions.clear()
+        app.state.evaluations.close()
         app.state.pool.shutdown()
         app.state.registry.close()
 

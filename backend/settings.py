@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     """Torch intra-op threads of the backend process. Inspection runs linears on one to three tokens, where a
     second thread costs more than it gives (measured: 3.4 ms with 2 threads and a busy neighbour, 0.15 ms with 1),
     so requests run in parallel on the workers, one thread each. Training jobs are separate processes."""
+    max_evaluations: int = 1
+    """Checkpoint evaluations (`POST .../checkpoints/{step}/evaluations`) run at once, each a `twm eval` process with
+    one torch thread; one more is refused with 409 until one ends."""
     max_sessions: int = 64
     """Dream sessions kept at once; creating one more evicts the least recently used."""
     session_ttl_seconds: float = 1800.0
@@ -120,7 +123,7 @@ class Settings(BaseSettings):
             raise ValueError(f"max_body_bytes must be >= 1, got {value}")
         return value
 
-    @field_validator("max_loaded_models", "inspect_workers", "inspect_threads", "max_sessions")
+    @field_validator("max_loaded_models", "inspect_workers", "inspect_threads", "max_sessions", "max_evaluations")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         if value < 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import streamlit as st
@@ -91,6 +92,11 @@ class BackendClient:
         """`GET /api/presets`: `[{"name", "description", "config"}, ...]`."""
         return self._request("GET", "/api/presets")["presets"]
 
+    def baselines(self, game: str) -> dict[str, Any]:
+        """`GET /api/games/{game}/baselines`: the reference scores `random`, `human`, `twm` (the paper's) and
+        `twm_runs` of an Atari 100k game; 404 (a `BackendError`) for a game without them, such as Catch."""
+        return self._request("GET", f"/api/games/{quote(game, safe='')}/baselines")
+
     # ---------------------------------------------------------------------------------------------- jobs
     def jobs(self) -> list[dict[str, Any]]:
         """`GET /api/jobs`: newest first; each with state, progress, pid, run_id, error."""
@@ -148,6 +154,15 @@ class BackendClient:
         """`GET /api/report?runs=a,b`: the report of any runs; 409 while none has a final eval."""
         return self._request("GET", "/api/report", params={"runs": ",".join(run_ids)}, timeout=self.model_timeout)
 
+    # ---------------------------------------------------------------------------------------------- demo
+    def demo_status(self) -> dict[str, Any]:
+        """`GET /api/demo`: whether the shipped demo run is installed, its facts (score, build minutes) and links."""
+        return self._request("GET", "/api/demo")
+
+    def install_demo(self) -> dict[str, Any]:
+        """`POST /api/demo`: copy the shipped demo (a learned Catch model) into the runs dir; idempotent."""
+        return self._request("POST", "/api/demo")
+
     # ---------------------------------------------------------------------------------------------- runs
     def runs(self) -> list[dict[str, Any]]:
         """`GET /api/runs`: every run directory, newest first."""
@@ -174,6 +189,14 @@ class BackendClient:
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/api/runs/{run_id}/checkpoints")["checkpoints"]
+
+    def evaluate_checkpoint(self, run_id: str, step: int, episodes: int, seed: int) -> dict[str, Any]:
+        """`POST /api/runs/{run_id}/checkpoints/{step}/evaluations`: start an evaluation (a subprocess)."""
+        return self._request("POST", f"/api/runs/{run_id}/checkpoints/{step}/evaluations",
+                             json={"episodes": episodes, "seed": seed})
+
+    def evaluations(self, run_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/api/runs/{run_id}/evaluations")["evaluations"]
 
     # ---------------------------------------------------------------------------------------------- inspection
     def imagine(self, run_id: str, body: dict[str, Any]) -> dict[str, Any]:

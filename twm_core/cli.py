@@ -129,33 +129,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from twm_core.checkpoint import load_checkpoint, resolve_checkpoint
-    from twm_core.evaluation import evaluate, summarize
-    from twm_core.models.actor_critic import ActorCritic
+    from twm_core.agent import load_agent
+    from twm_core.checkpoint import resolve_checkpoint
+    from twm_core.checkpoint_evaluation import evaluate_checkpoint, play
+    from twm_core.evaluation import summarize
     from twm_core.run_dir import RunDir
-    from twm_core.trainer import resolve_device
-    from twm_core.world_model import WorldModel
 
     run_dir = RunDir(args.run_dir)
     which = args.checkpoint if args.checkpoint == "latest" else int(args.checkpoint)
-    state = load_checkpoint(resolve_checkpoint(run_dir, which))
-    cfg = TWMConfig.from_dict(state["config"])
-    device = resolve_device(args.device)
-    wm = WorldModel(cfg, state["num_actions"]).to(device)
-    ac = ActorCritic(cfg.ac, state["num_actions"], wm.z_dim, wm.h_dim).to(device)
-    wm.load_state_dict(state["world_model"])
-    ac.load_state_dict(state["actor_critic"])
-    torch.manual_seed(args.seed)
-    results = evaluate(wm, ac, cfg, args.episodes, args.seed, device)
-    summary = summarize(cfg.env.game, results, prefix="")
-    print(f"{cfg.env.game}: {args.episodes} episodes at step {state['step']} of {run_dir.path}")
+    path = resolve_checkpoint(run_dir, which)
+    agent = load_agent(path, args.device if args.device != "auto" else _auto_device(), run_dir=run_dir)
+    if args.record:  # the record in <run_dir>/evals/, written as it goes (what the Checkpoints page lists)
+        record = evaluate_checkpoint(run_dir, agent.step, args.episodes, args.seed, agent.device, agent)
+        summary = record.summary
+    else:
+        summary = summarize(agent.config.env.game, play(agent, args.episodes, args.seed), prefix="")
+    print(f"{agent.config.env.game}: {args.episodes} episodes at step {agent.step} of {run_dir.path}")
     for key, value in summary.items():
         print(f"  {key:<14} {value:.4g}")
     if "hns" not in summary:
         print("  (no human-normalized score: the game has no reference scores)")
     return 0
+
+
+def _auto_device() -> str:
+    from twm_core.performance import resolve_device
+
+    return str(resolve_device("auto"))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -213,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="latest", help="'latest' or an env step")
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--record", action="store_true",
+                          help="also write the result (and progress as it goes) to <run_dir>/evals/")
     evaluate.set_defaults(func=cmd_eval)
 
 

@@ -1,5 +1,6 @@
 """Checkpoints: every run on disk, and for the picked one its checkpoints, scores summary, status and config; open a
-checkpoint in the Inspector, Imagine, Attention, Play or Calibration, or delete the run (after confirmation)."""
+checkpoint in the Inspector, Imagine, Attention, Play or Calibration, evaluate it (a `twm eval` process on the
+backend, followed here while it runs), or delete the run (after confirmation)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,54 @@ def delete_run(client: Any, run_id: str) -> None:
     if right.button("Keep", key="keep_run"):
         st.session_state.pop(CONFIRM, None)
         st.rerun()
+
+
+def evaluation_rows(evaluations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table row per evaluation: checkpoint, episodes, seed, progress or result."""
+    rows = []
+    for e in evaluations:
+        summary = e["summary"]
+        rows.append({
+            "checkpoint": e["step"], "episodes": e["episodes"], "seed": e["seed"], "state": e["state"],
+            "done": f"{e['done']}/{e['episodes']}", "score mean": summary.get("score_mean"),
+            "score std": summary.get("score_std"), "HNS": summary.get("hns"), "finished": _when(e["ended_at"]),
+            "error": (e["error"] or "").splitlines()[0] if e["error"] else "",
+        })
+    return rows
+
+
+def evaluate_section(client: Any, run_id: str, steps: list[int], default_episodes: int) -> None:
+    """Start an evaluation of a checkpoint, and the run's evaluations (refreshed every 2 s while one runs)."""
+    with st.form("evaluate"):
+        left, middle, right = st.columns(3)
+        step = left.selectbox("Checkpoint", steps, key="eval_step", help="Newest first")
+        episodes = middle.number_input("Episodes", 1, 1000, default_episodes, key="eval_episodes",
+                                       help="The paper's final evaluation plays 100")
+        seed = right.number_input("Seed", 0, 2**31 - 1, 12345, key="eval_seed")
+        if st.form_submit_button("Evaluate"):
+            try:
+                client.evaluate_checkpoint(run_id, int(step), int(episodes), int(seed))
+                st.session_state["eval_started"] = (run_id, int(step))
+            except BackendError as exc:
+                st.error(exc.message)
+    try:
+        running = any(e["state"] == "running" for e in client.evaluations(run_id))
+    except BackendError:
+        running = False
+    # While one runs, the table alone refreshes every 2 s (until the page's next full run).
+    st.fragment(run_every=2.0 if running else None)(evaluation_table)(client, run_id)
+
+
+def evaluation_table(client: Any, run_id: str) -> None:
+    try:
+        evaluations = client.evaluations(run_id)
+    except BackendError as exc:
+        st.error(exc.message)
+        return
+    if not evaluations:
+        st.caption("No evaluations of this run's checkpoints yet (its own evaluations are under Scores).")
+        return
+    st.dataframe(evaluation_rows(evaluations), hide_index=True)
 
 
 def _when(unix: float | None) -> str:
@@ -125,6 +174,8 @@ if detail["checkpoints"]:
     steps = [ckpt["step"] for ckpt in reversed(detail["checkpoints"])]
     step = st.selectbox("Checkpoint to open", steps, key="ckpt_open", help="Newest first")
     open_in(run_id, step)
+    st.subheader("Evaluate")
+    evaluate_section(client, run_id, steps, int(detail["config"]["train"]["eval_episodes"]) or 10)
 else:
     st.info("No checkpoints yet.")
 st.subheader("Scores")

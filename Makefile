@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Measured on this machine kind (2 cores), see README "Install".
+INSTALL_TIME_RUN := 4 to 5 minutes
+INSTALL_TIME_DEV := 5 to 6 minutes
 
 .PHONY: run test lint chromium
 
@@ -14,6 +17,12 @@ test: $(VENV)/.installed-dev chromium
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Rebuild the shipped demo (twm_core/data/demo: a learned Catch model, see twm_core/demo.py) from scratch:
+# the catch preset, seed 0, deterministic kernels, one CPU thread (~15-30 min).
+.PHONY: demo
+demo: $(VENV)/.installed-run
+	OMP_NUM_THREADS=1 $(BIN)/python -m twm_core.demo build --out twm_core/data/demo
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -23,12 +32,18 @@ $(BIN)/python:
 
 # Stamps: reinstall only when pyproject.toml is newer than the last install.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	@echo "== Setting up $(VENV) (first run, or pyproject.toml changed): torch 2.13.0 (CPU), gymnasium + ale-py,"
+	@echo "== FastAPI, Streamlit, plotly. This takes $(INSTALL_TIME_RUN); later runs skip it."
 	$(BIN)/pip install -e .
 	touch $@
+	@echo "== Installed. The CLI is $(BIN)/twm (or 'source $(BIN)/activate', then 'twm')."
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	@echo "== Setting up $(VENV) with the test tools (first run, or pyproject.toml changed): the run dependencies"
+	@echo "== plus pytest, Playwright (driving Debian's Chromium), ruff, mypy, schemathesis and Ray: $(INSTALL_TIME_DEV)."
 	$(BIN)/pip install -e '.[dev,ray]'
 	touch $@ $(VENV)/.installed-run
+	@echo "== Installed. The CLI is $(BIN)/twm (or 'source $(BIN)/activate', then 'twm')."
 
 # Browser tests drive Debian's Chromium, never a browser build downloaded by Playwright.
 chromium:

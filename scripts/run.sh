@@ -30,5 +30,6 @@ pids+=($!)
 pids+=($!)
 
 echo "Dashboard: http://127.0.0.1:$FRONTEND_PORT   API: http://127.0.0.1:$BACKEND_PORT/docs   (Ctrl-C stops both)"
+echo "CLI: .venv/bin/twm (or 'source .venv/bin/activate', then 'twm')   Runs: $TWM_RUNS_DIR"
 # Return as soon as either server exits (e.g. port in use); the EXIT trap then stops the other one.
 wait -n "${pids[@]}"

@@ -1,6 +1,6 @@
 """A job request, validated into the config its run will train, and the caps on what HTTP may ask for.
 
-`prepare_job` resolves the game, builds and checks the config (`twm_core.config.make_config`), checks the device
+`prepare_job` resolves the game, builds and checks the config (`twm_core.presets.make_config`), checks the device
 and the resource caps, and returns the job's first record with the config; the scheduler (`backend.jobs`) writes
 that config into the run directory (`twm_core.launch.prepare_run`) before it records the job.
 """

@@ -101,16 +101,3 @@ class TWMConfig:
             target[name] = value
         return TWMConfig.from_dict(data)
 
-
-def __getattr__(name: str) -> Any:
-    """`from twm_core.config import make_config` (and the presets, `parse_assignments`, `config_schema`) from code
-    written before they moved to `twm_core.presets` and `twm_core.config_parsing` keeps working."""
-    if name in ("atari100k", "debug", "catch", "PRESETS", "make_config"):
-        from twm_core import presets
-
-        return getattr(presets, name)
-    if name in ("parse_assignments", "config_schema"):
-        from twm_core import config_parsing
-
-        return getattr(config_parsing, name)
-    raise AttributeError(f"module 'twm_core.config' has no attribute {name!r}")

@@ -108,7 +108,8 @@ class JobManager:
 
     def get(self, job_id: str) -> Job:
         """The job `job_id`; raises `JobNotFound`."""
-        return self._job(self._row(job_id), self._queue())
+        row = self._row(job_id)
+        return self._job(row, self._queue() if row["state"] == "queued" else ({}, ""))  # only queued jobs wait
 
     def delete(self, job_id: str, with_run: bool = False) -> None:
         """Forget an ended job (JobConflict unless ended); `with_run` also removes its run directory, unless another
@@ -166,7 +167,7 @@ class JobManager:
             if row["state"] not in ("cancelled", "failed"):
                 raise JobConflict(f"job {job_id} is {row['state']}: only cancelled or failed jobs can be resumed")
             if latest_checkpoint(RunDir(row["run_dir"])) is None:
-                raise JobConflict(f"job {job_id} has no checkpoint in {row['run_dir']} to resume from")
+                raise JobConflict(f"job {job_id} has no checkpoint in run {row['run_id']} to resume from")
             self._requeue(row)
             self._start_queued()
             return self.get(job_id)

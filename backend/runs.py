@@ -10,6 +10,7 @@ No FastAPI here: the router (`backend.routers.runs`) maps `RunNotFoundError` to 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -19,6 +20,7 @@ from typing import Any
 import anyio
 
 from backend.schemas.runs import (
+    STAGE_FIELDS,
     CheckpointInfo,
     MetricsPage,
     RunDetail,
@@ -109,7 +111,20 @@ def _summary(reader: RunReader) -> RunSummary:
         created=created, updated=status.get("updated") if status else None,
         error=status.error if status else None, latest_eval_score=latest.mean if latest else None,
         latest_eval_step=latest.step if latest else None, num_checkpoints=num_checkpoints, damaged=reader.damaged,
+        **_stage_fields(status),
     )
+
+
+def _stage_fields(status: RunStatus | None) -> dict[str, Any]:
+    """status.json's stage progress (`STAGE_FIELDS`) as `RunSummary` takes it: a value of the wrong type reads as
+    None, so a hand-edited or future status.json never fails the listing."""
+    if status is None:
+        return {}
+    fields: dict[str, Any] = {}
+    for name in STAGE_FIELDS:
+        value = status.get(name)
+        fields[name] = _str(value) if name in ("stage", "stage_unit") else _number(value)
+    return fields
 
 
 # ------------------------------------------------------------------------------------------------ queries
@@ -200,3 +215,10 @@ async def follow_run(run: RunDir, after_step: int | None = None,
 # ------------------------------------------------------------------------------------------------ helpers
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> int | float | None:
+    """`value` when it is a finite int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) else None

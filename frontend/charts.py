@@ -17,6 +17,18 @@ Series = Mapping[str, Sequence[Point]]
 
 X_LABEL = "env step"
 
+# Runs' colours: a fixed qualitative palette, each with a contrast ratio of at least 4:1 on Streamlit's white
+# background (WCAG asks 3:1 of graphics), so no run is drawn in a pale yellow or cyan. Greys are left to the baselines.
+RUN_PALETTE: tuple[str, ...] = ("#1f77b4", "#d62728", "#228833", "#9467bd", "#c05600", "#0f8b99", "#c2399a",
+                                "#8b6d00", "#8c564b")
+RAW_OPACITY = 0.25
+"""Opacity of the raw curve drawn behind its smoothed one."""
+# Reference scores of a game as horizontal lines on the score chart: (label, dash, colour) per `baselines` key.
+BASELINE_STYLES: dict[str, tuple[str, str, str]] = {
+    "random": ("random", "dot", "#7f7f7f"), "human": ("human", "dash", "#444444"),
+    "twm": ("TWM (paper)", "dashdot", "#000000"),
+}
+
 
 def _number(value: Any) -> float | None:
     """`value` as a finite float, or None (missing, null, NaN, non-numeric)."""
@@ -56,6 +68,29 @@ def overlay(rows_by_run: Mapping[str, Iterable[Mapping[str, Any]]], keys: Sequen
     return series
 
 
+def run_colours(run_ids: Sequence[str]) -> dict[str, str]:
+    """A colour per run: the i-th picked run gets the i-th palette colour, in every chart of the page (the palette
+    repeats after `len(RUN_PALETTE)` runs)."""
+    return {run_id: RUN_PALETTE[index % len(RUN_PALETTE)] for index, run_id in enumerate(run_ids)}
+
+
+def ema(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average with `weight` on the past, debiased so that the start
+    is not pulled towards 0 (`weight=0` returns the values; a constant stays that constant)."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    smoothed, last = [], 0.0
+    for count, value in enumerate(values, start=1):
+        last = weight * last + (1.0 - weight) * value
+        smoothed.append(last / (1.0 - weight ** count))  # the debiasing: weights of the points seen sum to 1
+    return smoothed
+
+
+def smooth(points: Sequence[Point], weight: float) -> list[Point]:
+    """`points` with their values smoothed by `ema` (steps unchanged)."""
+    return list(zip((p[0] for p in points), ema([p[1] for p in points], weight), strict=True))
+
+
 def _empty_note(fig: go.Figure, text: str = "no data yet") -> None:
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
                        font={"color": "gray"})
@@ -70,38 +105,71 @@ def _layout(fig: go.Figure, title: str, y_label: str, height: int) -> go.Figure:
     return fig
 
 
-def metric_lines(series: Series, title: str = "", y_label: str = "", height: int = 300) -> go.Figure:
-    """Line chart with one trace per series (a metric key, or a run when several runs overlay on one chart)."""
+def metric_lines(series: Series, title: str = "", y_label: str = "", height: int = 300,
+                 colours: Mapping[str, str] | None = None, smoothing: float = 0.0) -> go.Figure:
+    """Line chart with one trace per series (a metric key, or a run when several runs overlay on one chart).
+
+    `colours` maps a series name to its colour (the others take `RUN_PALETTE` in order). With `smoothing` > 0 each
+    series is drawn smoothed (`ema`), its raw curve faint behind it in the same colour (named `<name> (raw)`, off
+    the legend).
+    """
+    colours = {**run_colours(list(series)), **(colours or {})}
     fig = go.Figure()
     for name, points in series.items():
         steps, values = [p[0] for p in points], [p[1] for p in points]
         # A handful of points is unreadable as a bare line: show the markers too.
         mode = "lines+markers" if len(points) <= 30 else "lines"
-        fig.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode))
+        colour = colours.get(name)
+        if smoothing > 0:
+            fig.add_trace(go.Scatter(x=steps, y=values, name=f"{name} (raw)", mode=mode, opacity=RAW_OPACITY,
+                                     line={"color": colour}, marker={"color": colour}, legendgroup=name,
+                                     showlegend=False, hoverinfo="skip"))
+            values = ema(values, smoothing)
+        fig.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode, line={"color": colour},
+                                 marker={"color": colour}, legendgroup=name))
     if not any(series.values()):
         _empty_note(fig)
     return _layout(fig, title, y_label, height)
 
 
 def score_chart(episodes: Series, evals: Series | None = None, hns: Series | None = None,
-                title: str = "Scores", height: int = 360) -> go.Figure:
+                title: str = "Scores", height: int = 360, colours: Mapping[str, str] | None = None,
+                baselines: Mapping[str, float] | None = None, smoothing: float = 0.0) -> go.Figure:
     """Episode returns (markers) and evaluation means (lines), keyed by run id; human-normalized scores (HNS), when
-    any run has them, as dashed lines on a secondary y axis."""
+    any run has them, as dashed lines on a secondary y axis.
+
+    `colours` maps a run id to its colour (all of a run's traces share it). `baselines` holds the game's reference
+    scores by `BASELINE_STYLES` key (`random`, `human`, `twm`), drawn as labelled horizontal lines. With
+    `smoothing` > 0 the episode returns also get a smoothed line (`<run> episodes (smoothed)`).
+    """
     evals, hns = evals or {}, hns or {}
+    colours = {**run_colours(list(dict.fromkeys([*episodes, *evals, *hns]))), **(colours or {})}
     fig = go.Figure()
     for run_id, points in episodes.items():
-        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=f"{run_id} episodes",
-                                 mode="markers", marker={"size": 5, "opacity": 0.6}))
+        colour, steps = colours.get(run_id), [p[0] for p in points]
+        fig.add_trace(go.Scatter(x=steps, y=[p[1] for p in points], name=f"{run_id} episodes", mode="markers",
+                                 marker={"size": 5, "opacity": 0.35 if smoothing > 0 else 0.6, "color": colour}))
+        if smoothing > 0 and points:
+            fig.add_trace(go.Scatter(x=steps, y=ema([p[1] for p in points], smoothing), mode="lines",
+                                     name=f"{run_id} episodes (smoothed)", line={"color": colour}))
     for run_id, points in evals.items():
+        colour = colours.get(run_id)
         fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=f"{run_id} eval mean",
-                                 mode="lines+markers"))
+                                 mode="lines+markers", line={"color": colour}, marker={"color": colour}))
     has_hns = any(hns.values())
     for run_id, points in hns.items():
+        colour = colours.get(run_id)
         fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=f"{run_id} HNS",
-                                 mode="lines+markers", line={"dash": "dash"}, yaxis="y2"))
+                                 mode="lines+markers", line={"dash": "dash", "color": colour},
+                                 marker={"color": colour}, yaxis="y2"))
     if has_hns:
         fig.update_layout(yaxis2={"title": {"text": "human-normalized score"}, "overlaying": "y", "side": "right",
                                   "showgrid": False})
+    for key, (label, dash, colour) in BASELINE_STYLES.items():
+        value = _number((baselines or {}).get(key))
+        if value is not None:
+            fig.add_hline(y=value, line={"dash": dash, "color": colour, "width": 1.5}, annotation_text=f"{label} "
+                          f"{value:g}", annotation_position="top left", annotation_font={"color": colour})
     if not any(episodes.values()) and not any(evals.values()) and not has_hns:
         _empty_note(fig, "no episodes or evaluations yet")
     return _layout(fig, title, "score", height)

@@ -12,7 +12,9 @@ Each stops the page with a readable message (`st.stop()`) when the backend fails
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import streamlit as st
@@ -134,3 +136,54 @@ def checkpoint_picker(client: BackendClient, run_id: str, where: DeltaGenerator,
                                  format_func=lambda c: c if c == "latest" else f"step {c}")
     choose_checkpoint(run_id, checkpoint)
     return checkpoint
+
+
+# ------------------------------------------------------------------------------------------------ stage progress
+def format_duration(seconds: float | None) -> str | None:
+    """A duration for people: `40 s`, `3 min`, `1 h 05 min`, `2 d 3 h`; None for None, a negative or a non-finite
+    number (nothing to show rather than a made-up time)."""
+    if seconds is None or isinstance(seconds, bool) or not math.isfinite(seconds) or seconds < 0:
+        return None
+    if seconds < 59.5:
+        return f"{round(seconds)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def stage_progress(run: Mapping[str, Any], now: float | None = None,
+                   ) -> tuple[str, float | None, str | None] | None:
+    """What a live run's status says of its stage (`stage`, `stage_done`, `stage_total`, `stage_unit`,
+    `stage_started_at`, `eta_s`, `run_eta_s` of `GET /api/runs`), as (label, fraction done, ETA line).
+
+    The fraction is None without a known total, the ETA line None when neither ETA is known; a null field is left
+    out of the label, never shown as 0. None when the run reports no stage (a run older than these fields).
+    """
+    if not run.get("stage"):
+        return None
+    done, total, unit = _finite(run.get("stage_done")), _finite(run.get("stage_total")), run.get("stage_unit")
+    parts = [f"stage `{run['stage']}`"]
+    fraction = None
+    if done is not None and total is not None and total > 0:
+        fraction = min(1.0, max(0.0, done / total))
+        parts.append(f"{done:,.0f} / {total:,.0f}" + (f" {unit}" if unit else ""))
+    elif done is not None:
+        parts.append(f"{done:,.0f}" + (f" {unit}" if unit else "") + " so far")
+    started = _finite(run.get("stage_started_at"))
+    elapsed = format_duration((time.time() if now is None else now) - started) if started is not None else None
+    if elapsed is not None:
+        parts.append(f"{elapsed} in")
+    etas = [f"{text} ({what})" for what, key in (("stage", "eta_s"), ("run", "run_eta_s"))
+            if (text := format_duration(_finite(run.get(key)))) is not None]
+    return " · ".join(parts), fraction, ("ETA " + " · ".join(etas)) if etas else None

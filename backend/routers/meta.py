@@ -1,14 +1,16 @@
-"""What the server can train: `GET /api/presets`, `GET /api/games`, `GET /api/config/schema` (the health check is
-`health.py`)."""
+"""What the server can train: `GET /api/presets`, `GET /api/games`, `GET /api/config/schema`, and what a game's
+scores compare with: `GET /api/games/{game}/baselines` (the health check is `health.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
+from backend.schemas.runs import GameBaselines
 from twm_core.config_parsing import config_schema
 from twm_core.presets import PRESETS, make_config
+from twm_core.report import load_reference
 
 router = APIRouter(tags=["meta"])
 
@@ -34,6 +36,19 @@ def games() -> dict[str, list[str]]:
     from twm_core.envs.games import ATARI100K_GAMES, available_games
 
     return {"games": list(available_games()), "atari100k": list(ATARI100K_GAMES)}
+
+
+@router.get("/games/{game}/baselines", response_model=GameBaselines,
+            responses={404: {"description": "No reference scores for this game (e.g. Catch)"}})
+def baselines(game: str) -> GameBaselines:
+    """Random, human and the paper's TWM score of an Atari 100k game (Table 1 of the paper); 404 for a game without
+    reference scores, such as Catch."""
+    reference = load_reference().get(game)
+    if reference is None:
+        raise HTTPException(status_code=404, detail=f"no reference scores for game {game[:80]!r} (only the 26 "
+                                                    "Atari 100k games have them)")
+    return GameBaselines(game=game, random=reference["random"], human=reference["human"], twm=reference["TWM"],
+                         twm_runs=reference.get("TWM_runs", []))
 
 
 @router.get("/config/schema")

@@ -47,6 +47,33 @@ class RunSummary(BaseModel):
     num_checkpoints: int = 0
     damaged: str | None = Field(None, description="why some of the run's files could not be read (each named "
                                                   "<run_id>/<file>: reason); None when all read cleanly")
+    # Progress of the current stage, from status.json as the trainer writes it (None for a run older than these
+    # fields, or a value of the wrong type).
+    stage: str | None = Field(None, description="current stage: prefill, pretrain/obs, pretrain/dyn, pretrain/ac, "
+                                                "train, eval or final_eval")
+    stage_done: int | float | None = Field(None, description="work done in the stage, in `stage_unit`")
+    stage_total: int | float | None = Field(None, description="work the stage needs, in `stage_unit`; None when "
+                                                              "not known")
+    stage_unit: str | None = Field(None, description="unit of stage_done/stage_total: env steps, frames or episodes")
+    stage_started_at: float | None = Field(None, description="unix time the stage started")
+    eta_s: float | None = Field(None, description="estimated seconds left in the stage; None before an estimate")
+    run_eta_s: float | None = Field(None, description="estimated seconds left for the whole run; None before one")
+
+
+STAGE_FIELDS: tuple[str, ...] = ("stage", "stage_done", "stage_total", "stage_unit", "stage_started_at", "eta_s",
+                                 "run_eta_s")
+"""The status.json fields of stage progress that `RunSummary` passes through."""
+
+
+class GameBaselines(BaseModel):
+    """Reference scores of one Atari 100k game (`GET /api/games/{game}/baselines`): the lines a run's score chart is
+    drawn against. From twm_core/data/atari100k-scores.json (Table 1 of the TWM paper)."""
+
+    game: str
+    random: float = Field(description="mean raw score of a uniformly random policy")
+    human: float = Field(description="mean raw score of a human player")
+    twm: float = Field(description="the paper's TWM score: mean over 5 runs of 100 final evaluation episodes each")
+    twm_runs: list[float] = Field(description="the paper's 5 per-run final scores")
 
 
 class RunList(BaseModel):

@@ -44,6 +44,13 @@ def trace_points(trace: dict[str, Any]) -> list[tuple[float, float]]:
     return list(zip(trace["x"], trace["y"], strict=True))
 
 
+def raw_traces(figure: dict[str, Any]) -> list[dict[str, Any]]:
+    """A metric chart's raw curves (the page smooths by default: each is drawn faint behind its smoothed one)."""
+    traces = figure["data"]
+    assert [t["name"] for t in traces[::2]] == [f"{t['name']} (raw)" for t in traces[1::2]], "raw, smoothed pairs"
+    return [{**trace, "name": trace["name"].removesuffix(" (raw)")} for trace in traces[::2]]
+
+
 def texts(elements: Any) -> str:
     return "\n".join(str(element.value) for element in elements)
 
@@ -78,7 +85,7 @@ def test_runs_page_charts_the_run_metrics(page_app: PageApp, dashboard_env: str,
     figures = charts(at)
     for key in ("wm/dec_loss", "wm/z_pred_ce", "wm/reward_loss", "wm/discount_loss", "ac/actor_loss",
                 "ac/critic_loss", "ac/norm_ent", "ac/returns", "perf/env_steps_per_s", "perf/ram_mb"):
-        (trace,) = figures[key]["data"]
+        (trace,) = raw_traces(figures[key])
         assert trace_points(trace) == file_points(debug_run, key), key
     # The final evaluation (one Pong episode) is on the scores chart, its HNS on the secondary axis.
     scores = {trace["name"]: trace for trace in figures["Scores"]["data"]}
@@ -91,7 +98,7 @@ def test_runs_page_charts_the_run_metrics(page_app: PageApp, dashboard_env: str,
     extra = at.multiselect(key="extra_keys")
     assert "replay/visit_entropy" in extra.options and "pretrain/wm/dec_loss" in extra.options
     ran_clean(extra.set_value(["replay/visit_entropy"]).run())
-    (trace,) = charts(at)["replay/visit_entropy"]["data"]
+    (trace,) = raw_traces(charts(at)["replay/visit_entropy"])
     assert trace_points(trace) == file_points(debug_run, "replay/visit_entropy")
 
 
@@ -104,7 +111,7 @@ def test_runs_page_overlays_several_runs(page_app: PageApp, dashboard_env: str, 
             os.utime(path, (time.time() - 3600, time.time() - 3600))
     at = ran_clean(page_app("app_pages/runs.py").run())
     ran_clean(at.multiselect(key="run_pick").set_value([debug_run_id, other.name]).run())
-    traces = charts(at)["wm/dec_loss"]["data"]
+    traces = raw_traces(charts(at)["wm/dec_loss"])
     assert [trace["name"] for trace in traces] == [debug_run_id, other.name]
     expected = file_points(debug_run, "wm/dec_loss")
     assert all(trace_points(trace) == expected for trace in traces)

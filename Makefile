@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 INSTALL_TIME_RUN := 4 to 5 minutes
 INSTALL_TIME_DEV := 5 to 6 minutes
 
-.PHONY: run test lint chromium
+.PHONY: run test lint chromium gpu-check
 
 run: $(VENV)/.installed-run
 	bash scripts/run.sh
@@ -22,6 +22,14 @@ test: $(VENV)/.installed-dev chromium
 .PHONY: demo
 demo: $(VENV)/.installed-run
 	OMP_NUM_THREADS=1 $(BIN)/python -m twm_core.demo build --out twm_core/data/demo
+
+# On a machine with one CUDA GPU, in 8 minutes at most: the gpu tests, the bench suite at the paper config per
+# switch (fp32, TF32, bf16, compile, channels_last, fused attention), a 3-minute Pong training segment, peak GPU
+# memory and the extrapolated time of a full 100k run, in one JSON record (bench/README.md, "GPU check").
+# `make gpu-check GPU_CHECK_ARGS=--dry-run` runs the same steps on the CPU at tiny size (under 2 min; CI runs it).
+GPU_CHECK_ARGS ?=
+gpu-check: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.gpu_check --out gpu-check.json $(GPU_CHECK_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -1,5 +1,11 @@
 """Checkpoints on disk: `<run_dir>/ckpt/step_{step:09d}.pt`, saved atomically, loaded with `weights_only=True`.
 
+Two kinds share the format and these functions. A *full* checkpoint (`step_{step:09d}.pt`) holds everything a run
+resumes from (`twm_core.training_state`). A *snapshot* (`snap_{step:09d}.pt`, payload `"kind": "snapshot"`) holds
+only `config`, `num_actions`, `world_model` and `actor_critic`: the weights at a step, for inspection (the
+checkpoint film); `twm_core.agent.load_agent` opens both. Listings (`scan_checkpoints`, `list_checkpoints`,
+`resolve_checkpoint`) show both kinds; the resume point (`latest_checkpoint`) and pruning consider full ones only.
+
 A checkpoint is an explicit dict (nanoGPT's pattern), e.g.
 `{"format_version", "step", "config", "world_model", "actor", "critic", "critic_target", "optimizers", "rng",
 "replay"}`, holding only tensors, dicts, lists, tuples and str/int/float/bool/None. That is what
@@ -14,7 +20,7 @@ import random
 import re
 import stat as stat_module
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +33,12 @@ from twm_core import faults
 from twm_core.run_dir import RunDir, atomic_write, describe_error
 
 FORMAT_VERSION = 1
-_CKPT_RE = re.compile(r"^step_(\d{9})\.pt$")  # temporary files (".step_*.tmp") never match
+FULL, SNAPSHOT = "full", "snapshot"
+CHECKPOINT_KINDS: tuple[str, ...] = (FULL, SNAPSHOT)
+"""The kinds of checkpoint file, in the order a listing prefers them when both exist at one step."""
+_PREFIXES = {FULL: "step", SNAPSHOT: "snap"}
+_CKPT_RE = re.compile(r"^(step|snap)_(\d{9})\.pt$")  # temporary files (".step_*.tmp", ".snap_*.tmp") never match
+_KIND_OF_PREFIX = {prefix: kind for kind, prefix in _PREFIXES.items()}
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -39,9 +50,11 @@ class CheckpointNotFoundError(CheckpointError, LookupError):
     """The requested checkpoint does not exist (the message lists the available steps)."""
 
 
-def checkpoint_path(run_dir: RunDir, step: int) -> Path:
-    """The file name of the checkpoint at env step `step`."""
-    return run_dir.ckpt_dir / f"step_{step:09d}.pt"
+def checkpoint_path(run_dir: RunDir, step: int, kind: str = FULL) -> Path:
+    """The file name of the checkpoint of `kind` ('full' or 'snapshot') at env step `step`."""
+    if kind not in _PREFIXES:
+        raise ValueError(f"checkpoint kind must be one of {list(CHECKPOINT_KINDS)}, got {kind!r}")
+    return run_dir.ckpt_dir / f"{_PREFIXES[kind]}_{step:09d}.pt"
 
 
 def validate_payload(obj: Any, key_path: str = "payload") -> None:
@@ -66,6 +79,7 @@ def validate_payload(obj: Any, key_path: str = "payload") -> None:
 
 def save_checkpoint(run_dir: RunDir, step: int, payload: Mapping[str, Any]) -> Path:
     """Write `payload` (+ `format_version`, `step`) to `ckpt/step_{step:09d}.pt` atomically; returns the path.
+    A payload with `"kind": "snapshot"` goes to `ckpt/snap_{step:09d}.pt` instead.
 
     torch.save goes to a temporary file in the same directory, which is fsynced and then renamed over the final name
     (then the directory is fsynced), so a crash mid-write never leaves a half-written file under a checkpoint name.
@@ -74,10 +88,13 @@ def save_checkpoint(run_dir: RunDir, step: int, payload: Mapping[str, Any]) -> P
         raise ValueError(f"step must be >= 0, got {step}")
     if payload.get("step", step) != step:
         raise ValueError(f"payload['step'] = {payload['step']!r} disagrees with step = {step}")
+    kind = payload.get("kind", FULL)
+    if kind not in _PREFIXES:
+        raise ValueError(f"payload['kind'] must be one of {list(CHECKPOINT_KINDS)}, got {kind!r}")
     data = {**payload, "format_version": FORMAT_VERSION, "step": int(step)}
     validate_payload(data)
     run_dir.ckpt_dir.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_path(run_dir, step)
+    path = checkpoint_path(run_dir, step, kind)
     with atomic_write(path) as f:
         torch.save(data, f)
         faults.reached("checkpoint.before_rename")
@@ -113,14 +130,18 @@ class CheckpointFile:
     path: Path
     size_bytes: int
     mtime: float
+    kind: str = FULL
+    """'full' (`step_*.pt`, a resume point) or 'snapshot' (`snap_*.pt`, weights only)."""
 
 
-def scan_checkpoints(run_dir: RunDir) -> tuple[list[CheckpointFile], list[str]]:
-    """The run's checkpoint files by increasing step, and what was wrong with the entries that are not.
+def scan_checkpoints(run_dir: RunDir, kinds: Collection[str] = CHECKPOINT_KINDS,
+                     ) -> tuple[list[CheckpointFile], list[str]]:
+    """The run's checkpoint files of `kinds` by increasing step (full before snapshot at one step), and what was
+    wrong with the entries that are not.
 
-    Only regular files inside the run directory count: a `step_*.pt` that is a directory, a dangling symlink or a
-    symlink out of the run is reported (named `<run_id>/ckpt/...`), not listed, so nothing tries to load or prune
-    it. Temporary files (`.step_*.tmp`) and a checkpoint pruned while we look are skipped silently.
+    Only regular files inside the run directory count: a `step_*.pt` or `snap_*.pt` that is a directory, a dangling
+    symlink or a symlink out of the run is reported (named `<run_id>/ckpt/...`), not listed, so nothing tries to
+    load or prune it. Temporary files (`.step_*.tmp`) and a checkpoint pruned while we look are skipped silently.
     """
     found: list[CheckpointFile] = []
     problems: list[str] = []
@@ -135,7 +156,7 @@ def scan_checkpoints(run_dir: RunDir) -> tuple[list[CheckpointFile], list[str]]:
         return found, [f"{run_dir.name_of(ckpt_dir)}: {describe_error(exc)}"]
     for path in entries:
         match = _CKPT_RE.match(path.name)
-        if not match:
+        if not match or _KIND_OF_PREFIX[match.group(1)] not in kinds:
             continue
         try:
             stat = path.lstat()
@@ -152,24 +173,34 @@ def scan_checkpoints(run_dir: RunDir) -> tuple[list[CheckpointFile], list[str]]:
         except OSError as exc:
             problems.append(f"{run_dir.name_of(path)}: {describe_error(exc)}")
             continue
-        found.append(CheckpointFile(int(match.group(1)), path, stat.st_size, stat.st_mtime))
-    return sorted(found, key=lambda c: c.step), problems
+        kind = _KIND_OF_PREFIX[match.group(1)]
+        found.append(CheckpointFile(int(match.group(2)), path, stat.st_size, stat.st_mtime, kind))
+    return sorted(found, key=lambda c: (c.step, CHECKPOINT_KINDS.index(c.kind))), problems
 
 
-def list_checkpoints(run_dir: RunDir) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoint file of the run, by increasing step (see `scan_checkpoints`)."""
-    return [(c.step, c.path) for c in scan_checkpoints(run_dir)[0]]
+def list_checkpoints(run_dir: RunDir, *, kinds: Collection[str] = CHECKPOINT_KINDS) -> list[tuple[int, Path]]:
+    """(step, path) of the run's checkpoints of `kinds`, one per step (the full one where a snapshot shares its
+    step), by increasing step (see `scan_checkpoints`)."""
+    by_step: dict[int, Path] = {}
+    for c in scan_checkpoints(run_dir, kinds)[0]:
+        by_step.setdefault(c.step, c.path)  # the scan puts the full checkpoint of a step first
+    return list(by_step.items())
 
 
-def latest_checkpoint(run_dir: RunDir) -> tuple[int, Path] | None:
-    """(step, path) of the newest checkpoint, or None if the run has none."""
-    checkpoints = list_checkpoints(run_dir)
+def latest_checkpoint(run_dir: RunDir, *, kinds: Collection[str] = (FULL,)) -> tuple[int, Path] | None:
+    """(step, path) of the newest *full* checkpoint (the resume point), or None if the run has none.
+
+    Snapshots are left out by default: they hold no optimizer, replay or RNG state to resume from. Pass
+    `kinds=CHECKPOINT_KINDS` for the newest weights of either kind.
+    """
+    checkpoints = list_checkpoints(run_dir, kinds=kinds)
     return checkpoints[-1] if checkpoints else None
 
 
-def resolve_checkpoint(run_dir: RunDir, which: int | str) -> Path:
-    """Path of checkpoint `which`: 'latest', or a step (int or decimal string)."""
-    checkpoints = dict(list_checkpoints(run_dir))
+def resolve_checkpoint(run_dir: RunDir, which: int | str, *, kinds: Collection[str] = CHECKPOINT_KINDS) -> Path:
+    """Path of checkpoint `which`: 'latest', or a step (int or decimal string); snapshots count (an inspection
+    needs only the weights), and where both kinds exist at a step the full checkpoint is the one."""
+    checkpoints = dict(list_checkpoints(run_dir, kinds=kinds))
     if which == "latest":
         if not checkpoints:
             raise CheckpointNotFoundError(f"run {run_dir.run_id} has no checkpoints yet")
@@ -183,14 +214,18 @@ def resolve_checkpoint(run_dir: RunDir, which: int | str) -> Path:
     return checkpoints[step]
 
 
-def prune_checkpoints(run_dir: RunDir, keep_last: int, keep_steps: AbstractSet[int] = frozenset()) -> list[Path]:
-    """Delete all checkpoints except the `keep_last` newest and those at `keep_steps`; returns the deleted paths."""
+def prune_checkpoints(run_dir: RunDir, keep_last: int, keep_steps: AbstractSet[int] = frozenset(),
+                      keep_every: int = 0) -> list[Path]:
+    """Delete the full checkpoints except the `keep_last` newest, those at `keep_steps` and (when `keep_every` >
+    0) those whose step is a multiple of `keep_every`; returns the deleted paths. Snapshots are never deleted."""
     if keep_last < 1:
         raise ValueError(f"keep_last must be >= 1 (the newest checkpoint is the resume point), got {keep_last}")
-    checkpoints = list_checkpoints(run_dir)
+    if keep_every < 0:
+        raise ValueError(f"keep_every must be >= 0 (0: none), got {keep_every}")
+    checkpoints = list_checkpoints(run_dir, kinds=(FULL,))
     removed = []
     for step, path in checkpoints[:-keep_last]:
-        if step not in keep_steps:
+        if step not in keep_steps and not (keep_every and step % keep_every == 0):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -290,10 +290,18 @@ class TrainConfig:
     final_eval_episodes: int = 100  # §2.1 final_eval_episodes
     log_every: int = 20
     """Env steps between metric rows (the reference logs every 20)."""
+    # Checkpoints and snapshots: infrastructure, not the method (the reference saves only the final agent).
     checkpoint_every: int = 5000
-    """Env steps between checkpoints (infrastructure: the reference saves only the final agent)."""
+    """Env steps between full checkpoints, counted from the last one (the first after pretraining): one is saved
+    during collection at the step where the gap is reached, after the evaluation of that step if there is one, so a
+    checkpoint and an evaluation at one step hold the same weights when `eval_every` is a multiple of this."""
     keep_checkpoints: int = 5
-    """Checkpoints kept on disk (the newest ones); older ones are pruned."""
+    """Full checkpoints kept on disk (the newest ones: the newest is the resume point); older ones are pruned."""
+    keep_every: int = 0
+    """Also keep every full checkpoint whose step is a multiple of this (0: none) from pruning."""
+    snapshots: int = 8
+    """Weights-only snapshots (`ckpt/snap_*.pt`, for the checkpoint film) at this many log-spaced steps from the
+    prefill to `total_steps` (`twm_core.training_state.snapshot_steps`; 0: none). Never pruned."""
     # Performance switches (infrastructure, not the method: none changes the maths beyond float rounding, except
     # amp; see twm_core/models/fastpaths.py and README "Performance"). Off by default: measured not to pay on a CPU,
     # or not measured on a GPU yet.
@@ -312,7 +320,7 @@ class TrainConfig:
         _positive(self, "train", "total_steps", "wm_batch_size", "wm_sequence_length", "wm_train_steps", "budget",
                   "eval_every", "log_every", "checkpoint_every", "keep_checkpoints")
         _non_negative(self, "train", "pretrain_budget", "pretrain_obs_p", "pretrain_dyn_p", "pretrain_ac_p",
-                      "eval_episodes", "final_eval_episodes")
+                      "eval_episodes", "final_eval_episodes", "keep_every", "snapshots")
         _check(self.pretrain_budget < self.budget, "train.pretrain_budget", "must be < train.budget",
                self.pretrain_budget)
         _check(self.amp in ("none", "bf16"), "train.amp", "must be 'none' or 'bf16'", self.amp)

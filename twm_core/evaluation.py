@@ -6,6 +6,7 @@ over ("to remove bias for shorter episodes"), and the first N scores are kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,15 +42,17 @@ def human_normalized(game: str, score: float) -> float | None:
 
 @torch.no_grad()
 def evaluate(wm: WorldModel, ac: ActorCritic, cfg: TWMConfig, episodes: int, seed: int, device: torch.device,
-             max_parallel: int = 8) -> list[EpisodeResult]:
-    """Play `episodes` full episodes with the current policy and return their raw scores."""
+             max_parallel: int = 8, on_episode: Callable[[EpisodeResult], None] | None = None,
+             ) -> list[EpisodeResult]:
+    """Play `episodes` full episodes with the current policy and return their raw scores; `on_episode` is called
+    as each episode ends (progress reporting: it must not act or draw random numbers)."""
     results: list[EpisodeResult] = []
     round_index = 0
     while len(results) < episodes:
         n = min(max_parallel, episodes - len(results))
         envs = [make_env(cfg.env, seed=derive_seed(seed, f"eval-{round_index}-{i}"), eval=True) for i in range(n)]
         try:
-            results.extend(_play_round(envs, PolicyRunner(wm, ac, n, device), cfg))
+            results.extend(_play_round(envs, PolicyRunner(wm, ac, n, device), cfg, on_episode))
         finally:
             for env in envs:
                 env.close()
@@ -57,7 +60,8 @@ def evaluate(wm: WorldModel, ac: ActorCritic, cfg: TWMConfig, episodes: int, see
     return results[:episodes]
 
 
-def _play_round(envs: list, runner: PolicyRunner, cfg: TWMConfig) -> list[EpisodeResult]:
+def _play_round(envs: list, runner: PolicyRunner, cfg: TWMConfig,
+                on_episode: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
     n = len(envs)
     obs = np.stack([env.reset()[0] for env in envs])
     scores, lengths = np.zeros(n), np.zeros(n, dtype=int)
@@ -74,6 +78,8 @@ def _play_round(envs: list, runner: PolicyRunner, cfg: TWMConfig) -> list[Episod
             rewards[i], dones[i] = transform_reward(r, cfg.env), terminated or truncated
             obs[i] = o
             finished[i] = terminated or truncated
+            if finished[i] and on_episode is not None:
+                on_episode(EpisodeResult(float(scores[i]), int(lengths[i])))
     return [EpisodeResult(float(s), int(n_steps)) for s, n_steps in zip(scores, lengths, strict=True)]
 
 

@@ -27,7 +27,7 @@ def debug(game: str = "Pong", seed: int = 0) -> TWMConfig:
         train=replace(base.train, total_steps=2000, wm_batch_size=8, wm_sequence_length=8,
                       budget=2000 * (8 * 8 + 32 * 8) + 2e4, pretrain_budget=2e4,
                       eval_every=1000, eval_episodes=1, final_eval_episodes=2, checkpoint_every=100,
-                      keep_checkpoints=3),
+                      keep_checkpoints=3, snapshots=0),  # no snapshots: a test run's ckpt/ holds what it asks for
         preset="debug",
     )
 

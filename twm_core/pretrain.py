@@ -3,6 +3,9 @@
 Budgets are in frames: the observation model sees random permutations of single observations in chunks of N·ℓ,
 the dynamics model non-overlapping windows of ℓ+2 steps with latents sampled from cached encoder logits, and the
 actor-critic windows of H+2 steps of *real* latents (critic on λ-returns of real rewards, actor on entropy only).
+
+Each stage calls `progress(frames)` after every update with the frames of its budget used so far (the last batch
+may overshoot the budget): the trainer's metric rows and status.json during pretraining. It only reads.
 """
 
 from __future__ import annotations
@@ -20,12 +23,19 @@ from twm_core.world_model import WorldModel
 
 Metrics = dict[str, torch.Tensor]
 Report = Callable[[str, Metrics], None]
+Progress = Callable[[float], None]
+"""`progress(frames)`: the frames of the stage's budget used so far, after each update."""
+
+
+def _no_progress(frames: float) -> None:
+    pass
 
 
 def pretrain_observation_model(wm: WorldModel, optimizers: WorldModelOptimizers, replay: ReplayBuffer,
                                budget: float, generator: torch.Generator, device: torch.device,
-                               report: Report) -> None:
+                               report: Report, progress: Progress = _no_progress) -> None:
     chunk = wm.cfg.train.wm_batch_size * wm.cfg.train.wm_sequence_length
+    total = budget
     while budget > 0:
         for idx in torch.randperm(replay.size, generator=generator).split(chunk):
             if budget <= 0:
@@ -33,6 +43,7 @@ def pretrain_observation_model(wm: WorldModel, optimizers: WorldModelOptimizers,
             obs = replay.get_obs(idx).to(device)[:, None]  # (n, 1, F, 64, 64)
             report("wm", pretrain_obs_update(wm, optimizers, obs))
             budget -= idx.numel()
+            progress(total - budget)
 
 
 @torch.no_grad()
@@ -55,8 +66,9 @@ def _windows(starts: torch.Tensor, length: int) -> torch.Tensor:
 
 def pretrain_dynamics_model(wm: WorldModel, optimizers: WorldModelOptimizers, replay: ReplayBuffer,
                             logits: torch.Tensor, budget: float, generator: torch.Generator,
-                            device: torch.device, report: Report) -> None:
+                            device: torch.device, report: Report, progress: Progress = _no_progress) -> None:
     batch, length = wm.cfg.train.wm_batch_size, wm.cfg.train.wm_sequence_length
+    total = budget
     while budget > 0:
         for starts in replay.generate_uniform_indices(batch, length, generator):
             data = replay.get_data(starts, length, prefix=1, return_next_obs=False).to(device)
@@ -65,15 +77,17 @@ def pretrain_dynamics_model(wm: WorldModel, optimizers: WorldModelOptimizers, re
             report("wm", pretrain_dyn_update(wm, optimizers, z, data.actions, data.rewards, data.terminated,
                                              data.truncated, window[:, 2:]))
             budget -= starts.numel() * length
+            progress(total - budget)
             if budget <= 0:
                 break
 
 
 def pretrain_actor_critic(wm: WorldModel, ac: ActorCritic, optimizers: ActorCriticOptimizers,
                           replay: ReplayBuffer, logits: torch.Tensor, budget: float, generator: torch.Generator,
-                          device: torch.device, report: Report) -> None:
+                          device: torch.device, report: Report, progress: Progress = _no_progress) -> None:
     cfg: TWMConfig = wm.cfg
     batch, horizon = cfg.ac.batch_size, cfg.ac.horizon
+    total = budget
     while budget > 0:
         for starts in replay.generate_uniform_indices(batch, horizon, generator):
             data = replay.get_data(starts, horizon, prefix=1, return_next_obs=False).to(device)
@@ -88,6 +102,7 @@ def pretrain_actor_critic(wm: WorldModel, ac: ActorCritic, optimizers: ActorCrit
                 ac, optimizers, z[:, 1:], h, data.rewards[:, 1:], discounts[:, 1:], dones[:, 1:],
                 cfg.env.discount_lambda))
             budget -= starts.numel() * horizon
+            progress(total - budget)
             if budget <= 0:
                 break
     ac.sync_target()

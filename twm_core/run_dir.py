@@ -3,10 +3,12 @@
 Layout (the training process writes, the backend reads while the run is live):
 
     <run_dir>/config.json      TWMConfig.to_dict(), written once
-    <run_dir>/status.json      {state, pid, step, total_steps, error, updated, ...}, replaced atomically
+    <run_dir>/status.json      {state, pid, step, total_steps, error, updated, stage, eta_s, ...}, replaced
+                               atomically
     <run_dir>/metrics.jsonl    append-only metric rows (twm_core.metrics)
     <run_dir>/scores.jsonl     append-only episode scores (twm_core.metrics)
-    <run_dir>/ckpt/            step_{step:09d}.pt checkpoints, written atomically (twm_core.checkpoint)
+    <run_dir>/ckpt/            step_{step:09d}.pt full checkpoints and snap_{step:09d}.pt weights-only snapshots,
+                               written atomically (twm_core.checkpoint)
     <run_dir>/replay/          replay chunks, written atomically (twm_core.replay_store)
 
 This module holds the paths (`RunDir`), run ids and the listing of runs. The file primitives (`atomic_write`,

@@ -96,8 +96,36 @@ def status_is_stale(status: dict[str, Any] | None) -> bool:
 _STATUS_TYPES: dict[str, tuple[type, ...]] = {
     "pid": (int,), "step": (int,), "total_steps": (int,), "train_steps": (int,), "phase": (str,),
     "error": (str,), "device": (str,), "updated": (int, float),
+    "stage": (str,), "stage_done": (int, float), "stage_total": (int, float), "stage_unit": (str,),
+    "stage_started_at": (int, float), "eta_s": (int, float), "run_eta_s": (int, float),
 }
 """Types of the status fields readers rely on; one of another type is dropped (and reported) on reading."""
+
+STAGES = ("prefill", "pretrain/obs", "pretrain/dyn", "pretrain/ac", "train", "eval", "final_eval")
+"""`stage` values, in the order a run goes through them (eval recurs within train)."""
+STAGE_UNITS = ("env steps", "frames", "episodes")
+"""`stage_unit` values: env steps (prefill, train), frames of budget (pretrain/*), episodes (eval, final_eval)."""
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """Where the run is within its current stage, as the trainer writes it (`twm_core.recorder` defines each
+    field and how the estimates are made)."""
+
+    stage: str
+    """One of `STAGES`."""
+    done: float | None
+    """`stage_done`: work done in the stage, in `unit` (train counts from 0 at the prefill)."""
+    total: float | None
+    """`stage_total`: work the stage needs, in `unit` (None when not known)."""
+    unit: str | None
+    """`stage_unit`: one of `STAGE_UNITS`."""
+    started_at: float | None
+    """`stage_started_at`: unix time the stage started in this attempt."""
+    eta_s: float | None
+    """Seconds left in the stage at this attempt's rate; None until measurable."""
+    run_eta_s: float | None
+    """Seconds left for the whole run; None where not honestly estimable."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,16 @@ class RunStatus:
 
     def get(self, key: str) -> Any:
         return self.fields.get(key)
+
+    @property
+    def progress(self) -> StageProgress | None:
+        """The stage fields, typed (a field of the wrong type reads as None); None when no stage is written."""
+        stage = self.fields.get("stage")
+        if not isinstance(stage, str):
+            return None
+        f = self.fields.get
+        return StageProgress(stage, f("stage_done"), f("stage_total"), f("stage_unit"), f("stage_started_at"),
+                             f("eta_s"), f("run_eta_s"))
 
     def as_dict(self) -> dict[str, Any]:
         """The status as the API shows it: the file's fields, with the effective state (and why) folded in."""

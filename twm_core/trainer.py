@@ -11,12 +11,20 @@ is `twm_core.recorder` (metrics.jsonl, scores.jsonl, status.json), what a checkp
 `twm_core.training_state`, the device and the performance settings are `twm_core.performance`. Everything the
 backend sees goes through the run directory: config.json, status.json, metrics.jsonl, scores.jsonl, ckpt/ and
 replay/ (see `twm_core.run_dir`).
+
+Saves fall on the steps they name. During collection, at the step where `eval_every` or `checkpoint_every` env
+steps have passed since the last evaluation or checkpoint, the evaluation runs first, then the full checkpoint,
+then a snapshot if the step is one of `training_state.snapshot_steps`, all before the policy acts at that step, so
+all three hold the same weights. At the end: a checkpoint (if due) before the final evaluation, then the final
+checkpoint and snapshot after it. A signal stop checkpoints wherever it is. Where and when a save happens draws
+no random number and changes no state the training reads.
 """
 
 from __future__ import annotations
 
 import signal
 import traceback
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,12 +34,12 @@ from twm_core.ac_training import ActorCriticOptimizers, actor_critic_update
 from twm_core.acting import PolicyRunner
 from twm_core.config import TWMConfig
 from twm_core.envs import make_env, transform_reward
-from twm_core.evaluation import evaluate, summarize
+from twm_core.evaluation import EpisodeResult, evaluate, summarize
 from twm_core.file_io import write_json_atomic
 from twm_core.imagination import imagine, select_starts
 from twm_core.models.actor_critic import ActorCritic
 from twm_core.performance import apply_performance_settings, resolve_device
-from twm_core.recorder import Position, ProgressCallback, Recorder
+from twm_core.recorder import ENV_STEPS, EPISODES, Position, PretrainLog, ProgressCallback, Recorder
 from twm_core.replay import ReplayBuffer
 from twm_core.run_dir import RunDir, remove_temporary_files
 from twm_core.seeding import derive_seed, seed_everything
@@ -40,6 +48,10 @@ from twm_core.wm_training import WorldModelOptimizers, world_model_update
 from twm_core.world_model import WorldModel
 
 __all__ = ["Trainer", "Counters", "resolve_device"]  # resolve_device: imported from here by the CLI and bench
+
+
+class _Stopped(Exception):
+    """A signal asked the run to stop in the middle of a pretraining stage."""
 
 
 class Trainer:
@@ -60,15 +72,24 @@ class Trainer:
         self.ac_opt = ActorCriticOptimizers.create(self.ac)
         self.replay = ReplayBuffer(cfg.replay.capacity, cfg.env.frame_stack, temperature=cfg.replay.temperature)
         self.train_every = self._train_every(cfg)
-        self.recorder = Recorder(run_dir, cfg.train.total_steps, self.device, self._position, on_progress)
+        self.recorder = Recorder(run_dir, cfg.train.total_steps, self.device, self._position, on_progress,
+                                 final_eval_episodes=cfg.train.final_eval_episodes)
+        self.snapshot_steps = training_state.snapshot_steps(cfg)
+        self._last_snapshot = -1  # the step of this attempt's last snapshot
         self._stop_reason: str | None = None
         self._episode = {"return": 0.0, "length": 0}
         self._last_transition = (0.0, False)  # transformed reward and done that led to the current observation
 
     @staticmethod
-    def _train_every(cfg: TWMConfig) -> float:
+    def _frames_per_train_step(cfg: TWMConfig) -> int:
+        """Budget frames one training step uses: wm_train_steps·N·ℓ + M·H."""
         t, ac = cfg.train, cfg.ac
-        per_step = t.wm_train_steps * t.wm_batch_size * t.wm_sequence_length + ac.batch_size * ac.horizon
+        return t.wm_train_steps * t.wm_batch_size * t.wm_sequence_length + ac.batch_size * ac.horizon
+
+    @staticmethod
+    def _train_every(cfg: TWMConfig) -> float:
+        t = cfg.train
+        per_step = Trainer._frames_per_train_step(cfg)
         return (cfg.replay.capacity - cfg.replay.prefill) / ((t.budget - t.pretrain_budget) / per_step)
 
     def _position(self) -> Position:
@@ -119,60 +140,106 @@ class Trainer:
             c.phase = "pretrain"
             self.save_checkpoint()
         if c.phase == "pretrain":  # φ, then ψ, then θ on the prefill
-            self._pretrain()
+            try:
+                self._pretrain()
+            except _Stopped:  # no checkpoint mid-stage: a resume pretrains again from the prefill's checkpoint
+                return {}
             c.phase = "train"
             self._evaluate(final=False)
             self.save_checkpoint()
         while c.phase == "train" and self.replay.size < total and not self.stopped:
-            self._collect()
+            self._collect()  # evaluates and checkpoints at the steps they fall on
             self._train()
-            if self.replay.size - c.last_checkpoint >= self.cfg.train.checkpoint_every or self.stopped:
+            if self.stopped:
                 self.save_checkpoint()
         if self.stopped:
             return {}
+        if c.phase == "train" and self.replay.size - c.last_checkpoint >= self.cfg.train.checkpoint_every:
+            self.save_checkpoint()  # before the final evaluation (which may be long): a kill there resumes at it
         summary: dict[str, float] = {}
         if c.phase in ("train", "final_eval"):
             c.phase = "final_eval"
             summary = self._evaluate(final=True)
             c.phase = "finished"
             self.save_checkpoint()
+            self._snapshot_if_due()
         self.recorder.status("finished", error=None)
         return summary
 
     # ------------------------------------------------------------------------------------------- phases
     def _prefill(self) -> None:
+        self.recorder.begin_stage("prefill", ENV_STEPS, self.cfg.replay.prefill)
         self.recorder.status("prefill")
         while self.replay.size < self.cfg.replay.prefill and not self.stopped:
             self._env_step(int(self.env.action_space.sample()))
 
     def _pretrain(self) -> None:
+        """φ, ψ, θ in turn; a metric row every log interval's worth of frames (`recorder.PretrainLog`)."""
         self.recorder.status("pretrain")
         t = self.cfg.train
+        # as many budget frames per row as the main loop's log_every env steps train on (at least 20 rows a stage)
+        log = PretrainLog(self.recorder, self.replay.size,
+                          t.log_every / self.train_every * self._frames_per_train_step(self.cfg))
         args = (self.generator, self.device, self.recorder.accumulate)
-        pretrain.pretrain_observation_model(self.wm, self.wm_opt, self.replay, t.pretrain_budget * t.pretrain_obs_p,
-                                            *args)
-        logits = pretrain.encode_buffer(self.wm, self.replay, self.device)
-        pretrain.pretrain_dynamics_model(self.wm, self.wm_opt, self.replay, logits,
-                                         t.pretrain_budget * t.pretrain_dyn_p, *args)
-        pretrain.pretrain_actor_critic(self.wm, self.ac, self.ac_opt, self.replay, logits,
-                                       t.pretrain_budget * t.pretrain_ac_p, *args)
-        self.recorder.write_pending(self.replay.size, prefix="pretrain/")
+        budget = t.pretrain_budget * t.pretrain_obs_p
+        with log.stage("pretrain/obs", budget) as progress:
+            pretrain.pretrain_observation_model(self.wm, self.wm_opt, self.replay, budget, *args,
+                                                self._stoppable(progress))
+        budget = t.pretrain_budget * t.pretrain_dyn_p
+        with log.stage("pretrain/dyn", budget) as progress:
+            logits = pretrain.encode_buffer(self.wm, self.replay, self.device)
+            pretrain.pretrain_dynamics_model(self.wm, self.wm_opt, self.replay, logits, budget, *args,
+                                             self._stoppable(progress))
+        budget = t.pretrain_budget * t.pretrain_ac_p
+        with log.stage("pretrain/ac", budget) as progress:
+            pretrain.pretrain_actor_critic(self.wm, self.ac, self.ac_opt, self.replay, logits, budget, *args,
+                                           self._stoppable(progress))
+
+    def _stoppable(self, progress: Callable[[float], None]) -> Callable[[float], None]:
+        """`progress`, then `_Stopped` once a signal asked the run to stop (pretraining takes hours on a CPU: a
+        cancel must not wait for its end)."""
+        def call(frames: float) -> None:
+            progress(frames)
+            if self.stopped:
+                raise _Stopped
+        return call
 
     def _collect(self) -> None:
-        """Act with the policy while `step_counter <= train_every` (evaluating every `eval_every` steps)."""
+        """Act with the policy while `step_counter <= train_every`; what falls due at a step (`_due_at_step`) is
+        done before acting at it."""
         if self.recorder.state != "training":
-            self.recorder.status("training")
+            self._enter_train()
         runner = PolicyRunner(self.wm, self.ac, 1, self.device)
         c = self.counters
         while c.step_counter <= self.train_every and self.replay.size < self.cfg.train.total_steps:
-            if self.replay.size - c.last_eval >= self.cfg.train.eval_every:
-                self._evaluate(final=False)
+            self._due_at_step()
             reward, done = self._last_transition
             action = runner.act(self.replay.current_obs()[None].to(self.device), np.array([reward]), np.array([done]))
             self._env_step(int(action[0]))
             c.step_counter += 1
             if self.stopped:
                 break
+
+    def _due_at_step(self) -> None:
+        """At the step the policy is about to act at: the evaluation, then the full checkpoint, then the snapshot
+        that fall on it, all of the same weights (a resumed run does not redo those its checkpoint counted)."""
+        c, t = self.counters, self.cfg.train
+        if self.replay.size - c.last_eval >= t.eval_every:
+            self._evaluate(final=False)
+        if self.replay.size - c.last_checkpoint >= t.checkpoint_every:
+            self.save_checkpoint()
+        self._snapshot_if_due()
+
+    def _snapshot_if_due(self) -> None:
+        step = self.replay.size
+        if step in self.snapshot_steps and step != self._last_snapshot:
+            training_state.save_snapshot(self)
+            self._last_snapshot = step
+
+    def _enter_train(self) -> None:
+        prefill = self.cfg.replay.prefill
+        self.recorder.begin_stage("train", ENV_STEPS, self.cfg.train.total_steps - prefill, offset=prefill)
+        self.recorder.status("training")
 
     def _train(self) -> None:
         """One training step per `train_every` env steps collected."""
@@ -208,13 +275,21 @@ class Trainer:
         c.last_eval = self.replay.size
         if episodes == 0:
             return {}
-        self.recorder.status("evaluating")
         kind = "final_eval" if final else "eval"
+        self.recorder.begin_stage(kind, EPISODES, episodes)
+        self.recorder.status("evaluating")
         seed = derive_seed(self.cfg.seed, f"{kind}-{self.replay.size}")
-        results = evaluate(self.wm, self.ac, self.cfg, episodes, seed, self.device)
+        done: list[EpisodeResult] = []
+
+        def on_episode(result: EpisodeResult) -> None:  # reads only: the evaluation's RNG use stays as it was
+            done.append(result)
+            self.recorder.progress(len(done))
+
+        results = evaluate(self.wm, self.ac, self.cfg, episodes, seed, self.device, on_episode=on_episode)
         summary = summarize(self.cfg.env.game, results, prefix="eval/final_" if final else "eval/")
         self.recorder.evaluation(self.replay.size, kind, results, summary)
-        self.recorder.status("training")
+        if not final:
+            self._enter_train()
         return summary
 
     # ------------------------------------------------------------------------------------------- the env

@@ -11,6 +11,10 @@ A checkpoint (`twm_core.checkpoint`: atomic, weights-only) of a run at env step 
     log_bytes     {metrics, scores}: sizes of the append-only logs when it was written
     (+ format_version, step, added by `checkpoint.save_checkpoint`)
 
+A snapshot (`save_snapshot`) is the weights alone, `{config, num_actions, world_model, actor_critic, kind:
+"snapshot"}` in `ckpt/snap_{step:09d}.pt`, at the log-spaced steps of `snapshot_steps`; a resume never starts from
+one and pruning never deletes one.
+
 `save` flushes the replay chunks first and then writes the checkpoint that refers to them, so a checkpoint never
 names rows that are not on disk. `restore` puts all of it back into a freshly built trainer and cuts the logs back
 to `log_bytes`, so that no row the run logs again after its checkpoint is there twice.
@@ -98,7 +102,31 @@ def save(state: TrainingState) -> None:
     }
     ckpt.save_checkpoint(run_dir, step, payload)
     state.counters.last_checkpoint = step
-    ckpt.prune_checkpoints(run_dir, state.cfg.train.keep_checkpoints)
+    ckpt.prune_checkpoints(run_dir, state.cfg.train.keep_checkpoints, keep_every=state.cfg.train.keep_every)
+
+
+def save_snapshot(state: TrainingState) -> None:
+    """The weights at the current step, alone (`ckpt/snap_{step:09d}.pt`): what the checkpoint film shows."""
+    payload = {"config": state.cfg.to_dict(), "num_actions": state.num_actions,
+               "world_model": state.wm.state_dict(), "actor_critic": state.ac.state_dict(), "kind": ckpt.SNAPSHOT}
+    ckpt.save_checkpoint(state.run_dir, state.replay.size, payload)
+
+
+def snapshot_steps(cfg: TWMConfig) -> frozenset[int]:
+    """The env steps of `train.snapshots` weights-only snapshots, log-spaced from the prefill to `total_steps`.
+
+    Step i of n is round(p · (T/p)^(i/(n−1))) for p = `replay.prefill`, T = `train.total_steps` (i = 0 … n−1; one
+    snapshot is at T), so early training, where the weights change fastest, gets more of them; rounding may merge
+    steps, so there can be fewer than n. E.g. p = 5000, T = 100k, n = 8: 5000, 7671, 11768, 18053, 27696, 42489,
+    65184, 100000.
+    """
+    n, total = cfg.train.snapshots, cfg.train.total_steps
+    first = min(max(cfg.replay.prefill, 1), total)
+    if n == 0:
+        return frozenset()
+    if n == 1:
+        return frozenset({total})
+    return frozenset(round(first * (total / first) ** (i / (n - 1))) for i in range(n))
 
 
 def load_latest(run_dir: RunDir) -> tuple[int, dict[str, Any], TWMConfig]:

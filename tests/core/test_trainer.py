@@ -34,11 +34,13 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def steps_by_key(rows: list[dict]) -> dict[str, list[int]]:
+    """The env steps each key was logged at; a pretraining key's x is `pretrain/frames` (its rows share the
+    prefill's step)."""
     out = defaultdict(list)
     for row in rows:
         for key in row:
             if key not in ("step", "time"):
-                out[key].append(row["step"])
+                out[key].append(row["pretrain/frames"] if key.startswith("pretrain/") else row["step"])
     return out
 
 

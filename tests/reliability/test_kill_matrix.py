@@ -57,12 +57,14 @@ def _new_run_args() -> list[str]:
 
 
 def _steps_by_key(path: Path) -> dict[str, list[int]]:
+    """The env steps each key was logged at; a pretraining key's x is `pretrain/frames` (its rows share the
+    prefill's step)."""
     out: dict[str, list[int]] = defaultdict(list)
     for line in path.read_text().splitlines():
         row = json.loads(line)
         for key in row:
             if key not in ("step", "time"):
-                out[key].append(row["step"])
+                out[key].append(row["pretrain/frames"] if key.startswith("pretrain/") else row["step"])
     return out
 
 

@@ -60,8 +60,13 @@ def checkpoint_infos(run: RunDir) -> list[CheckpointInfo]:
 
 
 def _checkpoint_infos(reader: RunReader) -> list[CheckpointInfo]:
-    return [CheckpointInfo(step=c.step, name=c.path.name, size_bytes=c.size_bytes, mtime=c.mtime)
-            for c in reader.checkpoints()]
+    """One per step, as `twm_core.checkpoint.list_checkpoints` resolves them: the full checkpoint where a snapshot
+    shares its step (the scan lists it first)."""
+    by_step: dict[int, CheckpointInfo] = {}
+    for c in reader.checkpoints():
+        by_step.setdefault(c.step, CheckpointInfo(step=c.step, name=c.path.name, size_bytes=c.size_bytes,
+                                                  mtime=c.mtime, kind=c.kind))
+    return list(by_step.values())
 
 
 # ------------------------------------------------------------------------------------------------ summaries
@@ -101,7 +106,7 @@ def _summary(reader: RunReader) -> RunSummary:
     identity, status = reader.identity(), reader.status()
     reader.metrics()  # read even when scores.jsonl has the evaluations: a damaged log must show in the listing
     evaluations = reader.evaluations()
-    num_checkpoints = len(reader.checkpoints())
+    num_checkpoints = len({c.step for c in reader.checkpoints()})
     latest = evaluations[-1] if evaluations else None
     return RunSummary(
         run_id=reader.run.run_id, game=identity.game, preset=identity.preset, seed=identity.seed,

@@ -19,6 +19,8 @@ class CheckpointInfo(BaseModel):
     name: str = Field(description="file name inside the run's ckpt/ folder, e.g. step_000000100.pt")
     size_bytes: int
     mtime: float
+    kind: Literal["full", "snapshot"] = Field("full", description="full: a resume point (weights, optimizers, "
+                                              "replay state, RNG; step_*.pt); snapshot: weights only (snap_*.pt)")
 
 
 class CheckpointList(BaseModel):

@@ -121,9 +121,11 @@ def run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def checkpoint_rows(checkpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One table row per checkpoint: step, file, size in MB, time written."""
-    return [{"step": ckpt["step"], "file": ckpt["name"], "size (MB)": round(ckpt["size_bytes"] / 2**20, 2),
-             "written": _when(ckpt["mtime"])} for ckpt in checkpoints]
+    """One table row per checkpoint: step, kind (full: a resume point; snapshot: weights only), file, size in MB,
+    time written."""
+    return [{"step": ckpt["step"], "kind": ckpt.get("kind", "full"), "file": ckpt["name"],
+             "size (MB)": round(ckpt["size_bytes"] / 2**20, 2), "written": _when(ckpt["mtime"])}
+            for ckpt in checkpoints]
 
 
 def scores_summary(scores: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import dataclass, fields
 from typing import Any
@@ -30,6 +31,14 @@ class Progress:
     fraction: float
     phase: str | None
     run_state: str | None
+    stage: str | None = None
+    """The run's current stage (status.json `stage`: prefill, pretrain/obs, ..., train, eval, final_eval)."""
+    stage_fraction: float | None = None
+    """`stage_done / stage_total`, where both are known."""
+    eta_s: float | None = None
+    """Seconds left in the stage, as the trainer estimates it."""
+    run_eta_s: float | None = None
+    """Seconds left for the run, as the trainer estimates it."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,13 @@ def to_job(row: sqlite3.Row, queue_position: int | None = None, waiting_for: str
     status = safe_status(RunDir(row["run_dir"]))
     total = int(status.get("total_steps") or row["total_steps"])
     step = int(status.get("step") or 0)
+    done, stage_total = _number(status.get("stage_done")), _number(status.get("stage_total"))
+    stage = status.get("stage")
     progress = Progress(step=step, total_steps=total, fraction=min(1.0, step / total) if total else 0.0,
-                        phase=status.get("phase"), run_state=status.get("state"))
+                        phase=status.get("phase"), run_state=status.get("state"),
+                        stage=stage if isinstance(stage, str) else None,
+                        stage_fraction=min(1.0, done / stage_total) if done is not None and stage_total else None,
+                        eta_s=_number(status.get("eta_s")), run_eta_s=_number(status.get("run_eta_s")))
     columns = {f.name: row[f.name] for f in fields(Job) if f.name in row.keys()}  # noqa: SIM118 - sqlite3.Row
     columns["overrides"] = json.loads(row["overrides"])
     return Job(**columns, progress=progress, resumable=_resumable(row), queue_position=queue_position,
@@ -85,6 +99,13 @@ def _resumable(row: sqlite3.Row) -> bool:
     from twm_core.checkpoint import latest_checkpoint  # lazy: imports torch
 
     return latest_checkpoint(RunDir(row["run_dir"])) is not None
+
+
+def _number(value: Any) -> float | None:
+    """A finite number of status.json as a float (None for anything else: the file is not ours to trust)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def safe_status(run: RunDir) -> dict[str, Any]:

@@ -187,3 +187,17 @@ def stage_progress(run: Mapping[str, Any], now: float | None = None,
     etas = [f"{text} ({what})" for what, key in (("stage", "eta_s"), ("run", "run_eta_s"))
             if (text := format_duration(_finite(run.get(key)))) is not None]
     return " · ".join(parts), fraction, ("ETA " + " · ".join(etas)) if etas else None
+
+
+def stage_label(progress: Mapping[str, Any]) -> str:
+    """`pretrain/dyn 40%`: the run's stage and how far it is (empty for a run that reports none)."""
+    stage, fraction = progress.get("stage"), progress.get("stage_fraction")
+    if not stage:
+        return ""
+    return f"{stage} {100 * fraction:.0f}%" if fraction is not None else stage
+
+
+def eta_label(progress: Mapping[str, Any]) -> str:
+    """`3 min · run 1 h 05 min`: the trainer's estimates that exist, humanely (empty when none does)."""
+    stage, run = format_duration(progress.get("eta_s")), format_duration(progress.get("run_eta_s"))
+    return " · ".join(part for part in (stage, f"run {run}" if run else None) if part)

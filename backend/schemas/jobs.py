@@ -40,6 +40,14 @@ class JobProgress(BaseModel):
     """Trainer phase: prefill, pretrain, train, final_eval, finished."""
     run_state: str | None
     """The run's own state in status.json (starting, prefill, pretrain, training, evaluating, finished, ...)."""
+    stage: str | None = None
+    """The run's current stage: prefill, pretrain/obs, pretrain/dyn, pretrain/ac, train, eval, final_eval."""
+    stage_fraction: float | None = None
+    """Share of the stage done, where its size is known."""
+    eta_s: float | None = None
+    """Seconds left in the stage (the trainer's estimate at this attempt's rate); None before one."""
+    run_eta_s: float | None = None
+    """Seconds left for the run (the trainer's estimate); None where it cannot say."""
 
 
 class JobStatus(BaseModel):

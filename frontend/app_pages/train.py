@@ -15,6 +15,7 @@ from streamlit.errors import StreamlitAPIException
 
 from frontend.api_client import BackendError, get_client
 from frontend.forms import OVERRIDES_HELP, error_tail, parse_overrides
+from frontend.widgets import eta_label, stage_label
 
 DEVICES = ["auto", "cpu", "cuda"]
 RUNS_PAGE = Path(__file__).parent / "runs.py"
@@ -156,6 +157,7 @@ def job_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "job": job["job_id"], "state": state_label(job), "progress %": round(100 * progress["fraction"], 1),
             "step": f"{progress['step']}/{progress['total_steps']}", "phase": progress["phase"] or "",
+            "stage": stage_label(progress), "ETA": eta_label(progress),
             "run": job["run_id"], "open": f"./runs?run={job['run_id']}", "attempt": job["attempt"],
             "game": job["game"], "preset": job["preset"], "waiting for": job.get("waiting_for") or "",
             "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["created_at"])),

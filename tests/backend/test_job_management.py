@@ -62,3 +62,18 @@ def test_a_run_whose_process_lives_is_not_deleted(make_settings: Callable[..., S
         write_status(run, state="training", pid=2**22 + 12345)  # a pid that is not running: a stale run
         assert client.delete("/api/runs/cli-run").status_code == 204
         assert not run.path.exists()
+
+
+def test_a_job_shows_its_runs_stage_and_estimates(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(python_executable="/bin/false")  # the attempt ends at once: nothing else writes
+    with TestClient(create_app(settings)) as client:
+        job = client.post("/api/jobs", json=job_body()).json()
+        job = wait_job(client, job["job_id"], ended)
+        assert job["progress"]["stage"] is None and job["progress"]["eta_s"] is None
+        write_status(RunDir(job["run_dir"]), stage="pretrain/dyn", stage_done=40, stage_total=100, eta_s=90.5,
+                     run_eta_s="soon")  # a field of the wrong type reads as unknown
+        progress = client.get(f"/api/jobs/{job['job_id']}").json()["progress"]
+        assert (progress["stage"], progress["stage_fraction"], progress["eta_s"], progress["run_eta_s"]) == (
+            "pretrain/dyn", 0.4, 90.5, None)
+        listed = {j["job_id"]: j for j in client.get("/api/jobs").json()["jobs"]}
+        assert listed[job["job_id"]]["progress"] == progress

@@ -144,3 +144,14 @@ def test_stage_progress_leaves_out_what_is_null() -> None:
 
 def test_stage_progress_clamps_the_fraction() -> None:
     assert stage_progress({**LIVE, "stage_done": 6000}, now=1000.0)[1] == 1.0  # type: ignore[index]
+
+
+def test_job_stage_and_eta_labels() -> None:
+    from frontend.widgets import eta_label, stage_label
+
+    assert stage_label({"stage": "pretrain/dyn", "stage_fraction": 0.4}) == "pretrain/dyn 40%"
+    assert stage_label({"stage": "eval", "stage_fraction": None}) == "eval"
+    assert stage_label({"stage": None}) == ""
+    assert eta_label({"eta_s": 180, "run_eta_s": 3900}) == "3 min · run 1 h 05 min"
+    assert eta_label({"eta_s": None, "run_eta_s": 40}) == "run 40 s"
+    assert eta_label({"eta_s": -1, "run_eta_s": None}) == ""

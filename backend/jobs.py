@@ -36,7 +36,7 @@ from backend.job_requests import InvalidJob, PreparedJob, prepare_job
 from backend.job_store import JobStore
 from backend.settings import Settings
 from twm_core.launch import RunInUse, attempt_leftovers, prepare_run, remove_run, set_aside
-from twm_core.run_dir import LIVE_STATES, RunDir, RunState, write_status
+from twm_core.run_dir import UNFINISHED_STATES, RunDir, write_status
 
 __all__ = ["ENDED_STATES", "JOB_STATES", "InvalidJob", "Job", "JobConflict", "JobManager", "JobNotFound",
            "PreparedJob"]
@@ -254,7 +254,7 @@ class JobManager:
             else:
                 how = f"exit code {code}"
             error = f"{how}\n--- last {LOG_TAIL_LINES} lines of {LOG_NAME} ---\n{_tail(run.path / LOG_NAME)}"
-        if run_state in LIVE_STATES or run_state == RunState.QUEUED:
+        if run_state in UNFINISHED_STATES:
             # the attempt died without saying so (or before saying anything): the backend is now the status writer
             with suppress(OSError, ValueError):
                 write_status(run, state=state, error=error)

@@ -33,7 +33,6 @@ from twm_core.file_io import describe_error, read_json, write_json_atomic
 from twm_core.run_dir import RunDir
 from twm_core.run_status import pid_alive
 
-EVALS_DIRNAME = "evals"
 _RECORD_RE = re.compile(r"^step_(\d{9})_n(\d+)_seed(\d+)\.json$")
 MAX_EPISODES = 1000
 """The most episodes one evaluation may play (the paper's final evaluation plays 100)."""
@@ -56,12 +55,8 @@ class EvaluationRecord:
     error: str | None = None
 
 
-def evals_dir(run_dir: RunDir) -> Path:
-    return run_dir.path / EVALS_DIRNAME
-
-
 def record_path(run_dir: RunDir, step: int, episodes: int, seed: int) -> Path:
-    return evals_dir(run_dir) / f"step_{step:09d}_n{episodes}_seed{seed}.json"
+    return run_dir.evals_dir / f"step_{step:09d}_n{episodes}_seed{seed}.json"
 
 
 def check_request(episodes: int, seed: int) -> None:
@@ -121,7 +116,7 @@ def evaluate_checkpoint(run_dir: RunDir, step: int, episodes: int, seed: int, de
 
 def list_evaluations(run_dir: RunDir) -> list[EvaluationRecord]:
     """Every evaluation record of the run by (step, episodes, seed); tolerant (see the module docstring)."""
-    directory = evals_dir(run_dir)
+    directory = run_dir.evals_dir
     if not directory.is_dir() or not run_dir.contains(directory):
         return []
     records = []

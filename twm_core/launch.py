@@ -112,12 +112,17 @@ class RunInUse(RuntimeError):
 
 
 def remove_run(run_dir: RunDir, trash: Path) -> None:
-    """Delete `run_dir` unless its status says a live process writes it (RunInUse). The directory is renamed into
-    `trash` (on the same file system, e.g. `<runs>/.trash`) first, so it vanishes at once and whole; a symlink is
-    unlinked, never followed."""
+    """Delete `run_dir` unless its status says a live process writes it, or an evaluation of one of its checkpoints
+    runs (RunInUse). The directory is renamed into `trash` (on the same file system, e.g. `<runs>/.trash`) first, so
+    it vanishes at once and whole; a symlink is unlinked, never followed."""
+    from twm_core.checkpoint_evaluation import list_evaluations  # lazy: imports torch
+
     status = read_run_status(run_dir)
     if status is not None and status.state in LIVE_STATES:  # the stale rule already turned dead processes FAILED
         raise RunInUse(f"run {run_dir.run_id} is {status.state} (pid {status.get('pid')}): cancel its job first")
+    running = [e.step for e in list_evaluations(run_dir) if e.state == "running"]  # a dead one reads as failed
+    if running:
+        raise RunInUse(f"run {run_dir.run_id} has checkpoint evaluations running (step {running[0]}): wait for them")
     if run_dir.path.is_symlink():
         run_dir.path.unlink()
         return

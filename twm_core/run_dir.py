@@ -10,6 +10,8 @@ Layout (the training process writes, the backend reads while the run is live):
     <run_dir>/ckpt/            step_{step:09d}.pt full checkpoints and snap_{step:09d}.pt weights-only snapshots,
                                written atomically (twm_core.checkpoint)
     <run_dir>/replay/          replay chunks, written atomically (twm_core.replay_store)
+    <run_dir>/evals/           on-demand evaluations of checkpoints, one record each, replaced atomically
+                               (twm_core.checkpoint_evaluation; the process that evaluates writes, not the trainer)
 
 This module holds the paths (`RunDir`), run ids and the listing of runs. The file primitives (`atomic_write`,
 `write_json_atomic`, `read_json`, the tolerant-reading helpers) live in `twm_core.file_io`, status.json (states,
@@ -40,6 +42,7 @@ from twm_core.file_io import (
 from twm_core.run_status import (
     FINAL_STATES,
     LIVE_STATES,
+    UNFINISHED_STATES,
     WRITTEN_STATES,
     RunState,
     RunStatus,
@@ -57,8 +60,8 @@ __all__ = [
     # re-exported from twm_core.file_io and twm_core.run_status (their home since the split of this module)
     "MAX_JSON_DEPTH", "NON_FINITE", "atomic_write", "describe_error", "fsync_dir", "json_safe", "read_json",
     "write_json_atomic",
-    "FINAL_STATES", "LIVE_STATES", "WRITTEN_STATES", "RunState", "RunStatus", "pid_alive", "read_run_status",
-    "read_status", "status_is_stale", "write_status",
+    "FINAL_STATES", "LIVE_STATES", "UNFINISHED_STATES", "WRITTEN_STATES", "RunState", "RunStatus", "pid_alive",
+    "read_run_status", "read_status", "status_is_stale", "write_status",
 ]
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
@@ -114,6 +117,10 @@ class RunDir:
     @property
     def replay_dir(self) -> Path:
         return self.path / "replay"
+
+    @property
+    def evals_dir(self) -> Path:
+        return self.path / "evals"
 
     def create(self) -> RunDir:
         """Make the run directory (and its parents); returns self so `RunDir(p).create()` chains."""

@@ -46,6 +46,8 @@ FINAL_STATES = frozenset({RunState.FINISHED, RunState.FAILED, RunState.CANCELLED
 """States a run ends in."""
 WRITTEN_STATES = frozenset({RunState.QUEUED}) | LIVE_STATES | FINAL_STATES
 """Every state a writer may put in status.json."""
+UNFINISHED_STATES = frozenset({RunState.QUEUED}) | LIVE_STATES
+"""States that an attempt which has ended leaves wrong: it died before writing its final state (or any state)."""
 
 
 # ------------------------------------------------------------------------------------------------ writing

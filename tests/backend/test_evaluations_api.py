@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -89,3 +90,14 @@ def test_damaged_and_orphaned_records_are_listed_with_their_reason(client: TestC
     states = {(e["step"], e["state"]) for e in listed.json()["evaluations"]}
     assert states == {(100, "damaged"), (200, "failed")}
     assert all(e["error"] for e in listed.json()["evaluations"])
+
+
+def test_a_run_is_not_deleted_while_a_checkpoint_evaluation_runs(client: TestClient, runs_dir: Path) -> None:
+    run_dir = RunDir(runs_dir / RUN)
+    record = record_path(run_dir, 100, 5, 1)
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"state": "running", "pid": os.getpid(), "done": 0}))  # a live process
+    refused = client.delete(f"/api/runs/{RUN}")
+    assert refused.status_code == 409 and "evaluations running" in refused.json()["detail"]
+    record.write_text(json.dumps({"state": "finished", "pid": os.getpid(), "done": 5, "scores": [1.0] * 5}))
+    assert client.delete(f"/api/runs/{RUN}").status_code == 204

@@ -44,10 +44,6 @@ DEMO_RUN_ID = "demo-catch"
 GAME, SEED = "Catch", 0
 RANDOM_POLICY_SCORE = -1.34  # twm_core/envs/catch.py: a uniformly random policy, 2000 episodes of 5 balls
 MAX_SCORE = 5.0
-SNAPSHOT_NAME = "step_{step:09d}.pt"
-"""File name of the demo's checkpoint in ckpt/. The weights-only snapshot contract names it `snap_{step:09d}.pt`;
-until `list_checkpoints` lists `snap_*` files it is stored under the training-checkpoint name, which every reader
-already lists. The one place to switch."""
 MANIFEST = "manifest.json"
 MAX_REPLAY_BYTES = 2 * 2**20  # ship the replay chunks only below this (the whole demo stays far under 8 MB)
 RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "scores.jsonl")
@@ -108,8 +104,7 @@ def pack(run_dir: Path, out_dir: Path, build_seconds: float) -> dict[str, Any]:
         write_status(dst, **{**status, "state": "finished", "step": step, "error": None})
         snapshot = {"config": state["config"], "num_actions": int(state["num_actions"]),
                     "world_model": state["world_model"], "actor_critic": state["actor_critic"], "kind": "snapshot"}
-        path = save_checkpoint(dst, step, snapshot)
-        path.rename(dst.ckpt_dir / SNAPSHOT_NAME.format(step=step))
+        save_checkpoint(dst, step, snapshot)  # ckpt/snap_<step>.pt
         manifest = {
             "run_id": DEMO_RUN_ID, "game": cfg.env.game, "preset": cfg.preset, "seed": cfg.seed,
             "deterministic": cfg.deterministic, "config_sha256": config_hash(state["config"]), "steps": step,

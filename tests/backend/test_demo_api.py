@@ -69,7 +69,7 @@ def test_a_damaged_shipped_demo_is_a_409_without_paths(client: TestClient, tmp_p
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = Path(shutil.copytree(demo.DEFAULT_DIR, tmp_path / "shipped"))
     manifest = demo.read_manifest(shipped)
-    (shipped / "ckpt" / demo.SNAPSHOT_NAME.format(step=manifest["checkpoint_step"])).write_bytes(b"not a model")
+    (shipped / "ckpt" / f"snap_{manifest['checkpoint_step']:09d}.pt").write_bytes(b"not a model")
     monkeypatch.setattr(demo, "DEFAULT_DIR", shipped)
     response = client.post("/api/demo")
     assert response.status_code == 409, response.text

@@ -30,7 +30,7 @@ def shipped(tmp_path: Path) -> Path:
 
 def snapshot_path(demo_dir: Path) -> Path:
     manifest = demo.read_manifest(demo_dir)
-    return demo_dir / "ckpt" / demo.SNAPSHOT_NAME.format(step=manifest["checkpoint_step"])
+    return demo_dir / "ckpt" / f"snap_{manifest['checkpoint_step']:09d}.pt"
 
 
 def test_shipped_demo_is_intact_small_and_learned() -> None:

@@ -86,16 +86,18 @@ def evaluate_section(client: Any, run_id: str, steps: list[int], default_episode
         running = any(e["state"] == "running" for e in client.evaluations(run_id))
     except BackendError:
         running = False
-    # While one runs, the table alone refreshes every 2 s (until the page's next full run).
-    st.fragment(run_every=2.0 if running else None)(evaluation_table)(client, run_id)
+    # While one runs, the table alone refreshes every 2 s; once none does, the page reruns once, without the timer.
+    st.fragment(run_every=2.0 if running else None)(evaluation_table)(client, run_id, running)
 
 
-def evaluation_table(client: Any, run_id: str) -> None:
+def evaluation_table(client: Any, run_id: str, running_at_start: bool) -> None:
     try:
         evaluations = client.evaluations(run_id)
     except BackendError as exc:
         st.error(exc.message)
         return
+    if running_at_start and not any(e["state"] == "running" for e in evaluations):
+        st.rerun()
     if not evaluations:
         st.caption("No evaluations of this run's checkpoints yet (its own evaluations are under Scores).")
         return

@@ -1,13 +1,14 @@
 """`make gpu-check` (`bench/gpu_check.py`) on a CPU: the pure parts (extrapolation, segment phases, TF32 flags,
 a switch's outcome) in-process, and the whole `--dry-run` end to end as a subprocess, checked through its record.
 
-`bench` is not an installed package, so the module is loaded from its file (it imports only the standard library
-at the top); the dry run is a subprocess from the repository root, as `make gpu-check` runs it.
+`bench` is not an installed package, so the module is imported with the repository root put on `sys.path` for the
+import only (its modules import only the standard library at the top); the dry run is a subprocess from the
+repository root, as `make gpu-check` runs it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -27,12 +28,10 @@ BENCHES = {"wm_update": "update", "ac_update": "total", "policy": "act", "train_
 
 @pytest.fixture(scope="module")
 def gc() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gpu_check", REPO_ROOT / "bench" / "gpu_check.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    """`bench.gpu_check` (which re-exports the pure parts of bench/gpu_segment.py and bench/gpu_switches.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(REPO_ROOT))
+        return importlib.import_module("bench.gpu_check")
 
 
 def target(**changes: float) -> dict[str, float]:

@@ -112,8 +112,10 @@ def test_job_finishes_and_limit_queues_the_next(make_settings: Callable[..., Set
         a = wait_job(client, a["job_id"], ended, seen=seen)
         assert a["state"] == "finished", a
         assert a["exit_code"] == 0 and a["error"] is None and a["ended_at"] >= a["started_at"] >= a["created_at"]
-        assert a["progress"] == {"step": 110, "total_steps": 110, "fraction": 1.0, "phase": "finished",
-                                 "run_state": "finished"}
+        progress = {k: a["progress"][k] for k in ("step", "total_steps", "fraction", "phase", "run_state")}
+        assert progress == {"step": 110, "total_steps": 110, "fraction": 1.0, "phase": "finished",
+                            "run_state": "finished"}
+        assert a["progress"]["eta_s"] == 0 and a["progress"]["run_eta_s"] == 0  # a finished run has nothing left
         steps = [job["progress"]["step"] for job in seen]
         assert steps == sorted(steps) and any(0 < s < 110 for s in steps), f"no progress reported: {steps}"
         run = RunDir(a["run_dir"])

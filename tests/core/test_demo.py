@@ -17,9 +17,10 @@ from twm_core.checkpoint import list_checkpoints
 from twm_core.run_dir import RunDir, list_runs
 
 SNAPSHOT_KEYS = {"config", "num_actions", "world_model", "actor_critic", "kind", "format_version", "step"}
-TINY = {"replay.prefill": 100, "train.pretrain_budget": 3000, "train.eval_episodes": 0,
+TINY = {"replay.prefill": 120, "train.pretrain_budget": 3000, "train.eval_episodes": 0,
         "train.final_eval_episodes": 2}
-"""A shortened build (160 env steps): the same code path as `make demo` in about 20 s."""
+"""A shortened build (160 env steps; a prefill of 120 holds a first 12×8 world-model batch): the same code path as
+`make demo` in about 20 s."""
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from dataclasses import dataclass, fields
 from typing import Any
 
+from twm_core.metrics import is_number
 from twm_core.run_dir import RunDir, read_run_status
 
 JOB_STATES = ("queued", "running", "finished", "failed", "cancelled")
@@ -103,9 +103,7 @@ def _resumable(row: sqlite3.Row) -> bool:
 
 def _number(value: Any) -> float | None:
     """A finite number of status.json as a float (None for anything else: the file is not ours to trust)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    return float(value) if is_number(value) else None
 
 
 def safe_status(run: RunDir) -> dict[str, Any]:

@@ -10,7 +10,6 @@ No FastAPI here: the router (`backend.routers.runs`) maps `RunNotFoundError` to 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -30,7 +29,7 @@ from backend.schemas.runs import (
     ScoresPage,
     ScoresSummary,
 )
-from twm_core.metrics import downsample
+from twm_core.metrics import downsample, is_number
 from twm_core.run_dir import RUN_ID_MAX_LENGTH, RunDir, RunNotFoundError, RunStatus, is_inside, list_runs, valid_run_id
 from twm_core.run_reader import RunReader
 
@@ -128,7 +127,7 @@ def _stage_fields(status: RunStatus | None) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name in STAGE_FIELDS:
         value = status.get(name)
-        fields[name] = _str(value) if name in ("stage", "stage_unit") else _number(value)
+        fields[name] = _str(value) if name in ("stage", "stage_unit") else (value if is_number(value) else None)
     return fields
 
 
@@ -220,10 +219,3 @@ async def follow_run(run: RunDir, after_step: int | None = None,
 # ------------------------------------------------------------------------------------------------ helpers
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _number(value: Any) -> int | float | None:
-    """`value` when it is a finite int or float (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value if math.isfinite(value) else None

@@ -128,7 +128,9 @@ def scrub_imagination(page: Any, url: str, run_id: str) -> None:
         last.wait_for(timeout=10_000)
     assert page.get_by_role("button", name="▶").is_disabled()
     page.get_by_text(re.compile(r"^a = (NOOP|LEFT|RIGHT) · r̂ = ")).first.wait_for(timeout=10_000)
-    assert page.locator(".js-plotly-plot").filter(has_text="latent z16").count() == 1
+    latent = page.locator(".js-plotly-plot").filter(has_text="latent z16")
+    latent.wait_for(timeout=10_000)  # plotly draws after Streamlit's text of the same rerun
+    assert latent.count() == 1
     assert page.get_by_role("button", name="Download GIF").is_visible()
     shoot(page, "imagine.png")
 

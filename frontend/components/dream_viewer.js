@@ -243,8 +243,9 @@ class Viewer {
     if (this.playing) { this.stop(); return; }
     if (this.step >= this.length() - 1) this.show(0);
     this.playBtn.textContent = "⏸";
-    this.playing = setInterval(() => {
-      if (this.step >= this.length() - 1) this.stop(); else this.show(this.step + 1);
+    this.playing = setInterval(() => {  // stops as the last frame is drawn, not a tick later (a key may come between)
+      this.show(this.step + 1);
+      if (this.step >= this.length() - 1) this.stop();
     }, 1000 / this.fps);
   }
 

@@ -42,9 +42,11 @@ class PolicyRunner:
 
     @torch.inference_mode()  # no autograd bookkeeping at all (the results leave as numpy arrays)
     def act(self, obs: np.ndarray | torch.Tensor, rewards: np.ndarray | None = None,
-            dones: np.ndarray | None = None, generator: torch.Generator | None = None) -> np.ndarray:
+            dones: np.ndarray | None = None, generator: torch.Generator | None = None,
+            temperature: float = 1.0) -> np.ndarray:
         """Actions for the current observations; `rewards`/`dones` are those of the transition that led here
         (transformed rewards; needed only with `input_h`). `generator` draws the actions (default: global RNG).
+        `temperature` 1 samples from the policy, as the reference acts and evaluates; 0 takes its argmax.
 
         Shapes: obs (B, F, 64, 64) uint8 -> (B,) int64
         """
@@ -55,7 +57,7 @@ class PolicyRunner:
             h = None
             if self.ac.cfg.input_h:
                 h = self._observe(rewards, dones)
-            actions = self.ac.act(self.ac.inputs(z, h), generator=generator)  # (B, 1)
+            actions = self.ac.act(self.ac.inputs(z, h), temperature, generator=generator)  # (B, 1)
         self._last_z, self._last_a = z, actions
         return actions[:, 0].cpu().numpy()
 

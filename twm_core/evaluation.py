@@ -43,16 +43,17 @@ def human_normalized(game: str, score: float) -> float | None:
 @torch.no_grad()
 def evaluate(wm: WorldModel, ac: ActorCritic, cfg: TWMConfig, episodes: int, seed: int, device: torch.device,
              max_parallel: int = 8, on_episode: Callable[[EpisodeResult], None] | None = None,
-             ) -> list[EpisodeResult]:
+             temperature: float = 1.0) -> list[EpisodeResult]:
     """Play `episodes` full episodes with the current policy and return their raw scores; `on_episode` is called
-    as each episode ends (progress reporting: it must not act or draw random numbers)."""
+    as each episode ends (progress reporting: it must not act or draw random numbers). `temperature` 1 samples the
+    actions, as the reference evaluates; 0 plays the policy's argmax (a diagnostic: the greedy policy)."""
     results: list[EpisodeResult] = []
     round_index = 0
     while len(results) < episodes:
         n = min(max_parallel, episodes - len(results))
         envs = [make_env(cfg.env, seed=derive_seed(seed, f"eval-{round_index}-{i}"), eval=True) for i in range(n)]
         try:
-            results.extend(_play_round(envs, PolicyRunner(wm, ac, n, device), cfg, on_episode))
+            results.extend(_play_round(envs, PolicyRunner(wm, ac, n, device), cfg, on_episode, temperature))
         finally:
             for env in envs:
                 env.close()
@@ -61,14 +62,15 @@ def evaluate(wm: WorldModel, ac: ActorCritic, cfg: TWMConfig, episodes: int, see
 
 
 def _play_round(envs: list, runner: PolicyRunner, cfg: TWMConfig,
-                on_episode: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+                on_episode: Callable[[EpisodeResult], None] | None = None,
+                temperature: float = 1.0) -> list[EpisodeResult]:
     n = len(envs)
     obs = np.stack([env.reset()[0] for env in envs])
     scores, lengths = np.zeros(n), np.zeros(n, dtype=int)
     finished = np.zeros(n, dtype=bool)
     rewards, dones = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=bool)
     while not finished.all():
-        actions = runner.act(obs, rewards, dones)
+        actions = runner.act(obs, rewards, dones, temperature=temperature)
         for i, env in enumerate(envs):
             if finished[i]:
                 continue

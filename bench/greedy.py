@@ -22,7 +22,7 @@ import torch
 from bench.common import machine_info
 from twm_core.agent import load_agent
 from twm_core.checkpoint import resolve_checkpoint
-from twm_core.evaluation import evaluate
+from twm_core.checkpoint_evaluation import play
 from twm_core.run_dir import RunDir
 
 TEMPERATURES = {"sampled": 1.0, "greedy": 0.0}
@@ -52,9 +52,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                               "step": agent.step, "episodes": args.episodes, "seed": args.seed,
                               "machine": machine_info(agent.device)}
     for name, temperature in TEMPERATURES.items():
-        torch.manual_seed(args.seed)  # sampled actions draw from torch's global RNG, as in `twm eval`
-        results = evaluate(agent.world_model, agent.actor_critic, agent.config, args.episodes, args.seed,
-                           agent.device, temperature=temperature)
+        results = play(agent, args.episodes, args.seed, temperature=temperature)  # `twm eval`'s episodes
         scores = np.array([r.score for r in results])
         record[name] = {"temperature": temperature, "score_mean": float(scores.mean()),
                         "score_std": float(scores.std()),

@@ -68,16 +68,17 @@ def check_request(episodes: int, seed: int) -> None:
 
 
 def play(agent: Agent, episodes: int, seed: int, on_batch: Callable[[list[EpisodeResult]], None] | None = None,
-         batch: int = 8) -> list[EpisodeResult]:
+         batch: int = 8, temperature: float = 1.0) -> list[EpisodeResult]:
     """`episodes` evaluation episodes of the agent's policy, in lockstep batches of `batch` (as the training
-    evaluation plays them), each batch with its own seed; `on_batch(results so far)` after each batch."""
+    evaluation plays them), each batch with its own seed; `on_batch(results so far)` after each batch.
+    `temperature` 1 samples the actions (as `twm eval`); 0 plays the policy's argmax."""
     check_request(episodes, seed)
     torch.manual_seed(seed)  # the policy samples from torch's global generator (`PolicyRunner`)
     results: list[EpisodeResult] = []
     for round_index in range((episodes + batch - 1) // batch):
         n = min(batch, episodes - len(results))
         results += evaluate(agent.world_model, agent.actor_critic, agent.config, n, seed + 7919 * round_index,
-                            agent.device, max_parallel=n)
+                            agent.device, max_parallel=n, temperature=temperature)
         if on_batch is not None:
             on_batch(results)
     return results

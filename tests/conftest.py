@@ -70,6 +70,15 @@ def browser(chromium: Path) -> Iterator[Any]:
             instance.close()
 
 
+@pytest.fixture(scope="module")
+def dashboard_url(backend_url: str) -> Iterator[str]:
+    """A real Streamlit dashboard on a free port, talking to the module's `backend_url` fixture."""
+    from helpers import dashboard_server
+
+    with dashboard_server(backend_url) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real, finished `debug`-preset Pong run (checkpoints at steps 100 and 200, metrics, scores, replay).

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import REPO_ROOT, backend_server, dashboard_server
+from browser_helpers import ARTIFACTS, cancel_active, open_page, pick, shoot
+from helpers import backend_server
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 STEPS = 130
 OVERRIDES = "\n".join(["replay.prefill=100", "train.pretrain_budget=2000", "train.eval_episodes=0",
                        "train.final_eval_episodes=0", "train.checkpoint_every=100"])
@@ -35,37 +35,8 @@ def backend_url(runs_dir: Path) -> Iterator[str]:
     with backend_server(runs_dir, {"TWM_JOB_POLL_SECONDS": "0.2"}) as url:
         try:
             yield url
-        finally:  # a job still running when the test fails must not outlive it
-            for job in httpx.get(f"{url}/api/jobs", timeout=10).json()["jobs"]:
-                if job["state"] in ("queued", "running"):
-                    httpx.post(f"{url}/api/jobs/{job['job_id']}/cancel", timeout=10)
-
-
-@pytest.fixture(scope="module")
-def dashboard_url(backend_url: str) -> Iterator[str]:
-    with dashboard_server(backend_url) as url:
-        yield url
-
-
-def open_page(page: Any, url: str, title: str) -> None:
-    page.goto(url, wait_until="domcontentloaded")
-    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
-
-
-def pick(page: Any, label: str, option: str) -> None:
-    """Choose `option` in the Streamlit selectbox labelled `label`."""
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
-    box.click()
-    page.keyboard.type(option)  # the option list is virtualised: filter it down first
-    page.get_by_role("option", name=option, exact=True).click()
-    page.get_by_role("option").first.wait_for(state="detached", timeout=10_000)
-
-
-def shoot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(500)  # let plotly finish drawing
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-    assert (ARTIFACTS / name).stat().st_size > 0
+        finally:
+            cancel_active(url, "jobs")
 
 
 def start_training(page: Any, url: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +16,12 @@ from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from helpers import REPO_ROOT, backend_server, dashboard_server
+from browser_helpers import ARTIFACTS
+from browser_helpers import shoot as _shoot
+from helpers import backend_server
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 RUN_ID = "demo-catch"
 
 
@@ -36,23 +36,8 @@ def backend_url(runs_dir: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def dashboard_url(backend_url: str) -> Iterator[str]:
-    with dashboard_server(backend_url) as url:
-        yield url
-
-
 def shoot(page: Any, name: str, locator: Any = None, docs: bool = False) -> None:
-    """A screenshot to test-artifacts/ (of `locator` when given, else the full page); with `docs`, also to
-    docs/screenshots/ when TWM_SCREENSHOTS=1."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(300)
-    if locator is not None:
-        locator.screenshot(path=str(ARTIFACTS / name))
-    else:
-        page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-    if docs and os.environ.get("TWM_SCREENSHOTS") == "1":
-        shutil.copy(ARTIFACTS / name, REPO_ROOT / "docs" / "screenshots" / name)
+    _shoot(page, name, locator, docs, settle_ms=300)  # no plotly to wait for on these pages
 
 
 def open_demo_in_imagine(page: Any, dashboard_url: str, screenshots: bool = True) -> dict[str, float]:

@@ -9,7 +9,6 @@ TWM_SCREENSHOTS=1).
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import time
@@ -19,11 +18,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from helpers import REPO_ROOT, backend_server, dashboard_server
+from browser_helpers import ARTIFACTS
+from browser_helpers import shoot as _shoot
+from helpers import backend_server
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 HORIZON = 24
 
 
@@ -52,18 +52,8 @@ def backend_url(runs_dir: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def dashboard_url(backend_url: str) -> Iterator[str]:
-    with dashboard_server(backend_url) as url:
-        yield url
-
-
 def shoot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-    if os.environ.get("TWM_SCREENSHOTS") == "1":
-        shutil.copy(ARTIFACTS / name, REPO_ROOT / "docs" / "screenshots" / name)
+    _shoot(page, name, docs=True)
 
 
 def viewer(page: Any) -> Any:

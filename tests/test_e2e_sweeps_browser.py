@@ -16,11 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import FAST_TRAIN, REPO_ROOT, backend_server, dashboard_server
+from browser_helpers import ARTIFACTS, cancel_active, pick, shoot
+from browser_helpers import open_page as _open_page
+from helpers import FAST_TRAIN, backend_server
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 GAMES = ["Catch", "Pong"]
 STEPS = 110
 LONG_STEPS = 2000  # the sweep to cancel: minutes of training (the debug preset's replay holds 2000 steps)
@@ -39,30 +40,13 @@ def backend_url(runs_dir: Path) -> Iterator[str]:
     with backend_server(runs_dir, {"TWM_JOB_POLL_SECONDS": "0.2"}) as url:
         try:
             yield url
-        finally:  # a sweep still running when the test fails must not outlive it
-            for sweep in httpx.get(f"{url}/api/sweeps", timeout=10).json()["sweeps"]:
-                if sweep["state"] in ("queued", "running"):
-                    httpx.post(f"{url}/api/sweeps/{sweep['sweep_id']}/cancel", timeout=30)
-
-
-@pytest.fixture(scope="module")
-def dashboard_url(backend_url: str) -> Iterator[str]:
-    with dashboard_server(backend_url) as url:
-        yield url
+        finally:
+            cancel_active(url, "sweeps")
 
 
 # ------------------------------------------------------------------------------------------------ page helpers
 def open_page(page: Any, url: str, title: str) -> None:
-    page.goto(url, wait_until="domcontentloaded")
-    page.get_by_role("heading", name=title, exact=True, level=1).wait_for(timeout=60_000)
-
-
-def pick(page: Any, label: str, option: str) -> None:
-    """Choose `option` in the Streamlit selectbox labelled `label`."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.keyboard.type(option)  # the option list is virtualised: filter it down first
-    page.get_by_role("option", name=option, exact=True).click()
-    page.get_by_role("option").first.wait_for(state="detached", timeout=10_000)
+    _open_page(page, url, title, level=1)  # the page title, not a section of the same name
 
 
 def pick_many(page: Any, label: str, options: list[str]) -> None:
@@ -112,13 +96,6 @@ def metric(page: Any, label: str) -> str:
         assert time.monotonic() < deadline, f"{values.count()} metrics labelled {label!r}"
         page.wait_for_timeout(200)
     return values.inner_text()
-
-
-def shoot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(500)  # let plotly finish drawing
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
-    assert (ARTIFACTS / name).stat().st_size > 0
 
 
 def api(backend: str, path: str) -> Any:

@@ -32,6 +32,7 @@ from twm_core import checkpoint as ckpt
 from twm_core import faults, replay_store
 from twm_core.config import TWMConfig
 from twm_core.file_io import read_json
+from twm_core.optim import use_fused
 from twm_core.run_dir import RunDir
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ def restore(state: TrainingState, step: int, checkpoint: dict[str, Any]) -> None
     state.ac.load_state_dict(checkpoint["actor_critic"])
     for name, opt in _optimizers(state).items():
         opt.load_state_dict(checkpoint["optimizers"][name])
+        use_fused(opt)
     state.counters = Counters(**checkpoint["counters"])
     state.counters.resumes += 1
     state.replay = replay_store.load(run_dir.replay_dir, cfg.replay.capacity, upto=step,

@@ -25,6 +25,7 @@ from twm_core.models.fastpaths import apply_performance_settings, set_exact_fast
 from twm_core.models.layers import MLP, conv_transpose2d_1x1
 from twm_core.models.observation import ObservationModel, sample_onehot
 from twm_core.models.transformer_xl import KVCache, RelativeMultiheadSelfAttention
+from twm_core.optim import make_adam, use_fused
 from twm_core.presets import debug
 from twm_core.replay import ReplayBatch
 from twm_core.wm_training import WorldModelOptimizers, world_model_update
@@ -331,3 +332,42 @@ def test_compiled_module_matches_eager():
     mlp.compile()
     _close(mlp(x), eager)
     assert set(mlp.state_dict()) == {f"linears.{i}.{p}" for i in range(3) for p in ("weight", "bias")}
+
+
+
+# --------------------------------------------------------------------------------------------- optimizers
+def test_fused_adam_matches_the_default_loop_with_l2_weight_decay():
+    """make_adam's fused Adam takes the default implementation's steps (same lr, eps, L2 weight decay)."""
+    torch.manual_seed(0)
+    plain_model = MLP(16, (32, 32), 8, pre_activation=True)
+    fused_model = MLP(16, (32, 32), 8, pre_activation=True)
+    fused_model.load_state_dict(plain_model.state_dict())
+    initial = [p.detach().clone() for p in plain_model.parameters()]
+    fused = make_adam(fused_model.parameters(), lr=1e-3, eps=1e-5, weight_decay=1e-2)
+    plain = torch.optim.Adam(plain_model.parameters(), lr=1e-3, eps=1e-5, weight_decay=1e-2, betas=(0.9, 0.999),
+                             foreach=False)
+    assert all(group["fused"] for group in fused.param_groups)
+    for step in range(20):
+        x = torch.randn(7, 16, generator=torch.Generator().manual_seed(step))
+        for model, opt in ((plain_model, plain), (fused_model, fused)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for f, p, p0 in zip(fused_model.parameters(), plain_model.parameters(), initial, strict=True):
+        assert (p - p0).abs().max() > 1e-3  # 20 steps of lr 1e-3 moved every parameter
+        _close(f, p, 1e-6)
+
+
+def test_a_restored_optimizer_goes_back_to_the_fused_path():
+    """A checkpoint's optimizer state from before make_adam fused restores `fused: None`; use_fused resets it."""
+    model = MLP(4, (8,), 2)
+    old = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.ones(1, 4)).sum().backward()
+    old.step()
+    restored = make_adam(model.parameters(), lr=1e-3, eps=1e-8, weight_decay=0.0)
+    restored.load_state_dict(old.state_dict())
+    assert not restored.param_groups[0]["fused"]
+    use_fused(restored)
+    assert restored.param_groups[0]["fused"] and restored.param_groups[0]["foreach"] is None
+    restored.step()  # the fused kernel takes the restored moments
+    assert restored.state[next(iter(model.parameters()))]["step"].item() == 2

@@ -18,6 +18,20 @@ def test_decoder_loss_is_gaussian_nll_summed_over_pixels():
     assert torch.allclose(metrics["recon_mae"], (obs - recon).abs().mean())
 
 
+def test_decoder_loss_gradient_is_the_summed_nll_gradient():
+    """The fused form (one squared error + the constant) against the elementwise NLL, at a frame batch's size."""
+    g = torch.Generator().manual_seed(0)
+    recon = torch.rand(3, 2, 4, 64, 64, generator=g).requires_grad_()
+    obs = torch.rand(3, 2, 4, 64, 64, generator=g)
+    loss, _ = losses.decoder_loss(recon, obs, coef=2.0)
+    (fused_grad,) = torch.autograd.grad(loss, recon)
+    elementwise = 2.0 * losses.gaussian_nll(recon, obs).flatten(2).sum(-1).mean()
+    (plain_grad,) = torch.autograd.grad(elementwise, recon)
+    assert torch.allclose(loss, elementwise, rtol=1e-6)
+    assert torch.allclose(fused_grad, plain_grad, rtol=1e-6, atol=1e-9)
+    assert plain_grad.abs().max() > 0
+
+
 def test_entropy_hinge_is_zero_above_threshold_and_linear_below():
     uniform = torch.zeros(4, 2, 32, 32)  # normalised entropy 1
     loss, m = losses.latent_entropy_loss(uniform, coef=5, threshold=0.1)

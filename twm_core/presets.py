@@ -43,7 +43,7 @@ def catch(game: str = "Catch", seed: int = 0) -> TWMConfig:
     while the world model is still blind to the ball, and the policy then needs more updates to recover than 1,400.
     The observation model's conv stacks have 16 base channels (was 8) and the run 5,000 env steps (was 4,000): with
     8 channels and 4,000 steps the five seeds scored 3.76-4.44; with both changes every seed scored >= 4.0 in each
-    of two runs (4.12-4.64), in 7.6-10.1 min on two threads (README "Reproduction"). At these widths the
+    of two runs (4.12-4.64), in 7.6-10.6 min on two threads (README "Reproduction"). At these widths the
     convolutions run channels-last (`train.channels_last`, exact up to float rounding: tests/core/test_fastpaths.py),
     which made the world-model update ~1.3x faster here and the run 1.2x (`python -m bench.wm_update --preset
     catch --game Catch --set train.channels_last=...`); at the paper's width it did not pay, so `atari100k` keeps it

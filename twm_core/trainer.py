@@ -135,7 +135,8 @@ class Trainer:
         c, total = self.counters, self.cfg.train.total_steps
         if c.phase == "prefill":  # random policy until `replay.prefill` steps
             self._prefill()
-            if self.stopped:
+            if self.stopped:  # a cancelled prefill resumes where it stopped, with a new episode
+                self.save_checkpoint()
                 return {}
             c.phase = "pretrain"
             self.save_checkpoint()

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import torch
 
 from twm_core import losses
-from twm_core.models.observation import preprocess_obs
 from twm_core.optim import make_adam, optimizer_step
 from twm_core.performance import apply_performance_settings, autocast, module_device
 from twm_core.replay import ReplayBatch
@@ -96,7 +95,7 @@ def world_model_update(wm: WorldModel, optimizers: WorldModelOptimizers,
         next_logits = obs_model.encode(batch.obs[:, -1:]).float()  # (B, 1, C, K)
     wm.train()
 
-    obs = preprocess_obs(batch.obs[:, 1:-1])  # (B, ℓ, F, 64, 64)
+    obs = obs_model.preprocess(batch.obs[:, 1:-1])  # (B, ℓ, F, 64, 64)
     with _amp(wm):
         z_logits = obs_model.encode(obs).float()  # (B, ℓ, C, K)
     z = obs_model.sample(z_logits, straight_through=True)  # (B, ℓ, Z)
@@ -128,7 +127,7 @@ def pretrain_obs_update(wm: WorldModel, optimizers: WorldModelOptimizers,
     cfg = wm.cfg
     apply_performance_settings(cfg.train, wm)
     wm.obs_model.train()
-    x = preprocess_obs(obs)
+    x = wm.obs_model.preprocess(obs)
     with _amp(wm):
         z_logits = wm.obs_model.encode(x).float()
     z = wm.obs_model.sample(z_logits, straight_through=True)

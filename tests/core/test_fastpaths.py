@@ -23,7 +23,8 @@ from twm_core.models.actor_critic import ActorCritic
 from twm_core.models.dynamics import DynamicsModel
 from twm_core.models.fastpaths import apply_performance_settings, set_exact_fast_paths
 from twm_core.models.layers import MLP, conv_transpose2d_1x1
-from twm_core.models.observation import ObservationModel, sample_onehot
+from twm_core.models.observation import ObservationModel, preprocess_obs, sample_onehot
+from twm_core.models.subpixel import conv_transpose2d_subpixel, subpixel_applies
 from twm_core.models.transformer_xl import KVCache, RelativeMultiheadSelfAttention
 from twm_core.optim import make_adam, use_fused
 from twm_core.presets import debug
@@ -84,6 +85,38 @@ def test_conv_transpose_of_a_1x1_input_is_a_matmul():
     plain_grads = torch.autograd.grad(plain, (x, w, b), grad)
     for f, p in zip(fast_grads, plain_grads, strict=True):
         _close(f, p)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(("c_in", "c_out", "kernel", "size"), [(16, 4, 6, 30), (48, 4, 6, 30), (12, 3, 4, 7)])
+def test_a_subpixel_transposed_convolution_matches_the_plain_one(channels_last, c_in, c_out, kernel, size):
+    """Forward through one conv2d and a pixel shuffle (float rounding only, in the input's layout); the backward
+    is the plain one's, so given the same output gradient the gradients are equal bit for bit."""
+    g = torch.Generator().manual_seed(c_in + kernel)
+    x = torch.randn(3, c_in, size, size, generator=g)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    w, b = torch.randn(c_in, c_out, kernel, kernel, generator=g), torch.randn(c_out, generator=g)
+    fast_in = [t.clone().requires_grad_() for t in (x, w, b)]
+    plain_in = [t.clone().requires_grad_() for t in (x, w, b)]
+    fast, plain = conv_transpose2d_subpixel(*fast_in, 2), F.conv_transpose2d(*plain_in, stride=2)
+    assert fast.shape == plain.shape
+    assert fast.is_contiguous(memory_format=torch.channels_last) == channels_last
+    _close(fast, plain)
+    grad = torch.randn(plain.shape, generator=g)
+    fast.backward(grad)
+    plain.backward(grad)
+    for f, p in zip(fast_in, plain_in, strict=True):
+        assert torch.equal(f.grad, p.grad)
+    with torch.no_grad():
+        _close(conv_transpose2d_subpixel(x, w, b, 2), plain.detach())
+
+
+@pytest.mark.parametrize("width", [16, 48])
+def test_the_subpixel_path_takes_only_the_decoders_last_layer(width):
+    """Where it measured faster: s²·C_out <= C_in holds for the last layer (h→4) alone, at catch and paper widths."""
+    stack = ObservationModel(replace(debug().obs, channels=width)).decoder_cnn
+    chosen = [subpixel_applies(c) for c in stack.convs]
+    assert chosen == [False, False, False, True]
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -305,6 +338,23 @@ def test_bf16_autocast_on_cpu_gives_finite_losses_close_to_fp32():
             assert math.isfinite(bf16[k]), k
             assert bf16[k] == pytest.approx(fp32[k], rel=0.1, abs=0.05), (k, bf16[k], fp32[k])
     assert any(k.endswith("dec_loss") for k in fp32) and any(k.endswith("critic_loss") for k in fp32)
+
+
+def test_channels_last_preprocessing_keeps_the_values_in_the_convolutions_layout():
+    obs = torch.randint(0, 256, (3, 2, 4, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    plain, frames_last = preprocess_obs(obs), preprocess_obs(obs, channels_last=True)
+    assert torch.equal(plain, frames_last) and frames_last.shape == plain.shape
+    assert frames_last.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)  # no copy for the encoder
+
+
+def test_a_channels_last_update_matches_the_plain_one():
+    """`train.channels_last` (NHWC frames from preprocessing to the decoder loss) computes the same update."""
+    cfg = replace(debug(), train=replace(debug().train, wm_batch_size=4))
+    plain = _losses_after_one_update(cfg)
+    fast = _losses_after_one_update(replace(cfg, train=replace(cfg.train, channels_last=True)))
+    assert plain.keys() == fast.keys() and "recon_mae" in plain
+    for key, value in plain.items():
+        assert fast[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
 def test_apply_performance_settings_sets_flags_idempotently():

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from twm_core.models.subpixel import conv_transpose2d_subpixel, subpixel_applies
+
 RELU_GAIN = math.sqrt(2.0)  # torch.nn.init.calculate_gain('relu'); the reference uses it for SiLU
 LINEAR_GAIN = 1.0
 
@@ -92,10 +94,11 @@ def conv_transpose2d_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 class ConvStack(nn.Module):
     """Conv2d layers (or ConvTranspose2d with `transpose=True`) with SiLU between them.
 
-    Fast path (`fast_path`, a module flag, on by default; exact, tests/core/test_fastpaths.py): a transposed layer
+    Fast paths (`fast_path`, a module flag, on by default; exact, tests/core/test_fastpaths.py): a transposed layer
     on a 1×1 input (the decoder's first) runs as one matmul (`conv_transpose2d_1x1`), about 10× faster than
-    oneDNN's deconvolution on a CPU. (A sub-pixel rewrite of the other layers, one conv + pixel_shuffle, was
-    measured and did not pay.) The parameters are unchanged.
+    oneDNN's deconvolution on a CPU; a strided transposed layer with few output channels (the decoder's last) runs
+    its forward as one convolution and a pixel shuffle (`subpixel.conv_transpose2d_subpixel`; the other layers
+    measured slower that way). The parameters are unchanged.
 
     Shapes: (B, C_in, H, W) -> (B, C_out, H', W')
     """
@@ -121,6 +124,8 @@ class ConvStack(nn.Module):
                 and layer.padding == (0, 0) and layer.output_padding == (0, 0) and layer.dilation == (1, 1) \
                 and layer.groups == 1:
             return conv_transpose2d_1x1(x, layer.weight, layer.bias)
+        if self.fast_path and isinstance(layer, nn.ConvTranspose2d) and subpixel_applies(layer):
+            return conv_transpose2d_subpixel(x, layer.weight, layer.bias, layer.stride[0])
         return layer(x)
 
     def init_kaiming_(self, final_bias: float = 0.0) -> None:

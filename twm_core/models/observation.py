@@ -18,9 +18,18 @@ from twm_core.models.layers import MLP, ConvStack
 FRAME_SIZE = 64
 
 
-def preprocess_obs(obs: torch.Tensor) -> torch.Tensor:
-    """uint8 frames in [0, 255] to floats in [0, 1] (the reference's obs/255)."""
-    return obs.float() / 255.0
+def preprocess_obs(obs: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """uint8 frames in [0, 255] to floats in [0, 1] (the reference's obs/255).
+
+    With `channels_last` the same values are laid out with the F frames innermost in memory (what channels-last
+    convolutions read): the encoder then needs no layout copy, and the decoder loss compares two tensors of one
+    layout (mixed layouts make its elementwise passes several times slower).
+    Shapes: (..., F, 64, 64) -> (..., F, 64, 64)
+    """
+    if not channels_last:
+        return obs.float() / 255.0
+    frames_last = torch.empty(obs.movedim(-3, -1).shape, dtype=torch.float32, device=obs.device)  # (..., 64, 64, F)
+    return frames_last.copy_(obs.movedim(-3, -1)).div_(255.0).movedim(-1, -3)  # (..., F, 64, 64), F innermost
 
 
 def sample_straight_through(logits: torch.Tensor) -> torch.Tensor:
@@ -81,12 +90,19 @@ class ObservationModel(nn.Module):
         """
         if obs.dim() != 5 or obs.shape[2:] != (self.frame_stack, FRAME_SIZE, FRAME_SIZE):
             raise ValueError(f"obs must be (B, T, {self.frame_stack}, 64, 64), got {tuple(obs.shape)}")
-        x = preprocess_obs(obs) if obs.dtype == torch.uint8 else obs
+        x = self.preprocess(obs) if obs.dtype == torch.uint8 else obs
         batch, time = x.shape[:2]
         x = x.flatten(0, 1)  # (B·T, F, 64, 64)
         x = self.encoder_cnn(x).flatten(1)  # (B·T, 8h·2·2)
         logits = self.encoder_mlp(x)  # (B·T, C·K)
         return logits.reshape(batch, time, self.cfg.z_categoricals, self.cfg.z_categories)  # (B, T, C, K)
+
+    def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
+        """`preprocess_obs` in the memory layout this model's convolutions read (`channels_last`).
+
+        Shapes: (..., F, 64, 64) uint8 -> (..., F, 64, 64) floats in [0, 1]
+        """
+        return preprocess_obs(obs, self.encoder_cnn.channels_last)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean reconstruction of the stacked frames from flat one-hot latents.

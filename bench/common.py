@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from twm_core.ac_training import ActorCriticOptimizers
+from twm_core.allocator import keep_freed_memory
 from twm_core.config import TWMConfig
 from twm_core.config_parsing import parse_assignments
 from twm_core.envs import make_env, transform_reward
@@ -102,6 +103,7 @@ def setup(args: argparse.Namespace) -> Context:
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         raise SystemExit("--repeats and --threads must be >= 1, --warmup >= 0")
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as a training process does (twm_core.allocator)
     cfg = make_config(args.preset, args.game, args.seed, parse_assignments(args.set))
     device = resolve_device(args.device)
     generator = seed_everything(cfg.seed, cfg.deterministic)

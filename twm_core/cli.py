@@ -85,8 +85,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from twm_core.allocator import keep_freed_memory
     from twm_core.launch import attempt_leftovers, open_trainer, prepare_run
     from twm_core.run_dir import RunDir, new_run_id
+
+    keep_freed_memory()  # this process trains: reuse freed pages (twm_core.allocator)
 
     bar = tqdm(unit="step", dynamic_ncols=True, disable=args.no_progress)
 

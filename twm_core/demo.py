@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from twm_core.allocator import keep_freed_memory
 from twm_core.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from twm_core.config import TWMConfig
 from twm_core.file_io import fsync_dir, read_json, write_json_atomic
@@ -280,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
+            keep_freed_memory()  # this process trains (twm_core.allocator)
             manifest = build(args.out, args.steps, args.keep_run)
             sys.stdout.write(json.dumps({k: v for k, v in manifest.items() if k != "files"}, indent=1) + "\n")
         else:
